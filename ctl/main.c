@@ -1,0 +1,7 @@
+/* mailctl: placeholder main until the component lands in this session. */
+#include <stdio.h>
+int main(void)
+{
+	fputs("mailctl: not built yet\n", stderr);
+	return 1;
+}

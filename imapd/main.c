@@ -1,0 +1,7 @@
+/* imapd: placeholder main until the component lands in this session. */
+#include <stdio.h>
+int main(void)
+{
+	fputs("imapd: not built yet\n", stderr);
+	return 1;
+}

@@ -1,0 +1,7 @@
+/* mda: placeholder main until the component lands in this session. */
+#include <stdio.h>
+int main(void)
+{
+	fputs("mda: not built yet\n", stderr);
+	return 1;
+}
