@@ -1,0 +1,23 @@
+/* ctl.h: mailctl's subcommands. main.c holds the command table; each
+ * subcommand lives in its own file and has this signature. argv[0] is the
+ * subcommand's name; datadir is --dir, else $MAILSTACK_DIR, else ./var.
+ * Returns the process exit status. */
+#ifndef MAILSTACK_CTL_H
+#define MAILSTACK_CTL_H
+
+typedef int ctl_command_fn(int argc, char **argv, const char *datadir);
+
+ctl_command_fn cmd_init;      /* init.c */
+ctl_command_fn cmd_user;      /* users.c: user add|del|passwd|list|quota */
+ctl_command_fn cmd_alias;     /* users.c: alias add|del|list */
+ctl_command_fn cmd_up;        /* up.c: start and supervise the daemons */
+ctl_command_fn cmd_status;    /* up.c */
+ctl_command_fn cmd_config;    /* config.c */
+ctl_command_fn cmd_queue;     /* queue.c (mta work): queue [flush|hold|release|delete ID] */
+ctl_command_fn cmd_sieve;     /* sieve.c (mda work): sieve put|get|del USER [FILE] */
+ctl_command_fn cmd_import;    /* import.c (mda work) */
+ctl_command_fn cmd_export;    /* import.c (mda work) */
+ctl_command_fn cmd_trace;     /* trace.c (lifecycle work) */
+ctl_command_fn cmd_mua;       /* runs build/bin/mua with the demo account */
+
+#endif
