@@ -33,7 +33,7 @@ struct daemon {
 };
 
 /* usage: the daemon's own option lines for --help (may be NULL). Extra
- * arguments the daemon handles itself are returned via *rest_argc/*rest_argv
+ * arguments the daemon handles itself are returned through rest_argc and rest_argv
  * (e.g. "mda deliver ..."). Exits with a message and status 1 on any error,
  * 0 after --help. */
 void daemon_start(struct daemon *d, const char *name, const char *summary, const char *usage,

@@ -145,7 +145,9 @@ void conn_write_quiet(conn *c, const void *data, size_t len);
 void conn_flush(conn *c);
 size_t conn_output_pending(const conn *c);
 /* cb is called once when the output drops below NET_OUTPUT_LOW_WATER
- * (immediately from the loop if it already is). */
+ * (immediately from the loop if it already is). If the connection closes
+ * first, cb is still called once (conn_is_closing is then true) so the
+ * producer can release what it holds. */
 void conn_on_drain(conn *c, void (*cb)(conn *c, void *arg), void *arg);
 
 /* Transcript control: the next input line is a secret (SASL exchange). */
