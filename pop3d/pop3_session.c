@@ -1,0 +1,804 @@
+/* pop3_session.c: one POP3 session (RFC 1939) with CAPA and response codes
+ * (RFC 2449), STLS (RFC 2595) and AUTH (RFC 5034).
+ *
+ * States, changed only through session_enter(), which logs each move:
+ *
+ *   AUTHORIZATION --USER/PASS or AUTH ok--> TRANSACTION --QUIT--> UPDATE --> closed
+ *        |   ^                                   |
+ *        |   +-- SASL done/failed --+            +-- connection lost: nothing removed
+ *        +--AUTH--> SASL ------------+
+ *
+ * While a command waits for something asynchronous (a password check on the
+ * thread pool, a message streaming out, the deletions being committed) the
+ * connection's input is paused, so pipelined commands (RFC 2449 6.6) are
+ * answered strictly in order. Every bad input gets a precise -ERR and the
+ * session goes on; too many failed logins close it.
+ *
+ * Invariants: `user` is set only in TRANSACTION and UPDATE, and then the
+ * maildrop lock for it is held by this session; the maildrop is open exactly
+ * in those states. */
+#include "pop3.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buffer.h"
+#include "log.h"
+#include "sasl.h"
+
+enum pop3_state {
+	POP3_AUTHORIZATION,
+	POP3_SASL,
+	POP3_TRANSACTION,
+	POP3_UPDATE,
+};
+
+static const char *const pop3_state_names[] = {
+	[POP3_AUTHORIZATION] = "AUTHORIZATION",
+	[POP3_SASL] = "SASL",
+	[POP3_TRANSACTION] = "TRANSACTION",
+	[POP3_UPDATE] = "UPDATE",
+};
+
+struct pop3_session {
+	conn *c;
+	struct pop3_server *server;
+	enum pop3_state state;
+	char *pending_user;     /* from USER, waiting for PASS */
+	char *user;             /* the authenticated user (TRANSACTION, UPDATE) */
+	unsigned auth_failures;
+	sasl_server *sasl;
+	struct pop3_maildrop drop;
+	bool drop_open;
+	bool busy;              /* an async step is running: input is paused */
+	bool orphaned;          /* the connection closed while busy: free when the step ends */
+};
+
+/* Bits for the states a command is valid in. */
+#define IN_AUTH (1u << POP3_AUTHORIZATION)
+#define IN_TRANS (1u << POP3_TRANSACTION)
+
+struct pop3_command {
+	const char *name;
+	unsigned states;
+	void (*handler)(struct pop3_session *s, char *args);
+};
+
+static void session_enter(struct pop3_session *s, enum pop3_state state)
+{
+	if (s->state == state)
+		return;
+	log_kv(LOG_DEBUG, conn_id(s->c), "state", "from", pop3_state_names[s->state], "to",
+	       pop3_state_names[state], NULL);
+	s->state = state;
+}
+
+static struct daemon *session_daemon(const struct pop3_session *s)
+{
+	return s->server->daemon;
+}
+
+static bool plaintext_auth_allowed(const struct pop3_session *s)
+{
+	return conn_is_tls(s->c) ||
+	       config_bool(session_daemon(s)->cfg, "server.allow_plaintext_auth");
+}
+
+static void reply(struct pop3_session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Sends one response line; the CRLF is added here. */
+static void reply(struct pop3_session *s, const char *fmt, ...)
+{
+	buf_t line = BUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	buf_vprintf(&line, fmt, ap);
+	va_end(ap);
+	buf_append(&line, "\r\n", 2);
+	conn_write(s->c, line.data, line.len);
+	buf_free(&line);
+}
+
+static void session_free(struct pop3_session *s);
+
+/* Pauses input while an asynchronous step runs (keeps pipelined commands
+ * queued). The session outlives its connection until the step ends. */
+static void session_busy(struct pop3_session *s)
+{
+	s->busy = true;
+	conn_pause(s->c);
+	conn_ref(s->c);
+}
+
+/* Ends an asynchronous step; false (and the session is gone) if the
+ * connection closed meanwhile. */
+static bool session_unbusy(struct pop3_session *s)
+{
+	conn *c = s->c;
+	s->busy = false;
+	if (s->orphaned) {
+		session_free(s);
+		conn_unref(c);
+		return false;
+	}
+	conn_unref(c);
+	if (conn_is_closing(c))
+		return false;
+	conn_resume(c);
+	return true;
+}
+
+/* ---- argument parsing ---- */
+
+/* Splits the next space-separated word off *args; NULL when none is left. */
+static char *next_word(char **args)
+{
+	char *p = *args;
+	while (*p == ' ')
+		p++;
+	if (*p == '\0') {
+		*args = p;
+		return NULL;
+	}
+	char *word = p;
+	while (*p != '\0' && *p != ' ')
+		p++;
+	if (*p == ' ')
+		*p++ = '\0';
+	*args = p;
+	return word;
+}
+
+/* Parses a decimal number of at most 9 digits (no sign); -1 if it is not one. */
+static long parse_number(const char *word)
+{
+	if (word == NULL || *word == '\0' || strlen(word) > 9)
+		return -1;
+	long n = 0;
+	for (const char *p = word; *p != '\0'; p++) {
+		if (!isdigit((unsigned char)*p))
+			return -1;
+		n = n * 10 + (*p - '0');
+	}
+	return n;
+}
+
+/* Finds the message named by the next argument, answering -ERR itself when
+ * there is none: missing, not a number, out of range, or marked deleted. */
+static struct pop3_message *message_arg(struct pop3_session *s, char **args, long *number_r)
+{
+	char *word = next_word(args);
+	if (word == NULL) {
+		reply(s, "-ERR Missing message number");
+		return NULL;
+	}
+	long n = parse_number(word);
+	if (n < 0) {
+		reply(s, "-ERR Invalid message number: %s", word[0] == '-' ? "negative" : "not a number");
+		return NULL;
+	}
+	if (n < 1 || (size_t)n > s->drop.count) {
+		reply(s, "-ERR No such message");
+		return NULL;
+	}
+	struct pop3_message *m = &s->drop.messages[n - 1];
+	if (m->deleted) {
+		reply(s, "-ERR Message %ld is deleted", n);
+		return NULL;
+	}
+	*number_r = n;
+	return m;
+}
+
+static bool no_more_args(struct pop3_session *s, char *args)
+{
+	if (next_word(&args) != NULL) {
+		reply(s, "-ERR Too many arguments");
+		return false;
+	}
+	return true;
+}
+
+/* ---- AUTHORIZATION ---- */
+
+static void cmd_capa(struct pop3_session *s, char *args)
+{
+	bool auth_ok = plaintext_auth_allowed(s);
+	reply(s, "+OK Capability list follows");
+	if (s->state == POP3_AUTHORIZATION) {
+		if (auth_ok) {
+			reply(s, "USER");
+			reply(s, "SASL %s", sasl_mechanisms());
+		}
+		if (!conn_is_tls(s->c) && session_daemon(s)->tls != NULL)
+			reply(s, "STLS");
+	}
+	reply(s, "TOP");
+	reply(s, "UIDL");
+	reply(s, "RESP-CODES");
+	reply(s, "AUTH-RESP-CODE");
+	reply(s, "PIPELINING");
+	/* RFC 2449 6.5/6.7: a value that differs per user is given with USER
+	 * before login; ours is the same for everyone. */
+	reply(s, "EXPIRE NEVER");
+	reply(s, "LOGIN-DELAY 0");
+	if (s->state == POP3_TRANSACTION)
+		reply(s, "IMPLEMENTATION mailstack");
+	reply(s, ".");
+}
+
+static void cmd_stls(struct pop3_session *s, char *args)
+{
+	if (!no_more_args(s, args))
+		return;
+	if (conn_is_tls(s->c)) {
+		reply(s, "-ERR Already using TLS");
+		return;
+	}
+	if (session_daemon(s)->tls == NULL) {
+		reply(s, "-ERR [SYS/PERM] TLS is not available");
+		return;
+	}
+	reply(s, "+OK Begin TLS negotiation");
+	conn_start_tls(s->c);
+}
+
+static void cmd_user(struct pop3_session *s, char *args)
+{
+	if (!plaintext_auth_allowed(s)) {
+		reply(s, "-ERR [AUTH] Plaintext authentication disallowed without TLS (use STLS)");
+		return;
+	}
+	char *name = next_word(&args);
+	if (name == NULL) {
+		reply(s, "-ERR Missing user name");
+		return;
+	}
+	if (!no_more_args(s, args))
+		return;
+	free(s->pending_user);
+	s->pending_user = xstrdup(name);
+	reply(s, "+OK Send the password with PASS");
+}
+
+static void session_auth_failed(struct pop3_session *s, const char *text)
+{
+	s->auth_failures++;
+	unsigned max = (unsigned)config_int(session_daemon(s)->cfg, "server.max_auth_failures");
+	reply(s, "-ERR [AUTH] %s", text);
+	if (s->auth_failures >= max) {
+		log_kv(LOG_WARN, conn_id(s->c), "too many authentication failures", "remote",
+		       conn_peer_addr(s->c), NULL);
+		reply(s, "-ERR [AUTH] Too many authentication failures, closing");
+		conn_close(s->c);
+	}
+}
+
+/* Enters TRANSACTION for user: takes the maildrop lock and the snapshot. */
+static void session_login(struct pop3_session *s, const char *user)
+{
+	if (!pop3_server_lock(s->server, user)) {
+		log_kv(LOG_INFO, conn_id(s->c), "maildrop in use", "user", user, NULL);
+		reply(s, "-ERR [IN-USE] Mailbox is locked by another POP3 session");
+		return;
+	}
+	bool temporary;
+	char *err = NULL;
+	if (pop3_maildrop_open(session_daemon(s)->datadir, user, &s->drop, &temporary, &err) < 0) {
+		log_kv(LOG_ERROR, conn_id(s->c), "cannot open maildrop", "user", user, "error", err,
+		       NULL);
+		free(err);
+		pop3_server_unlock(s->server, user);
+		reply(s, "-ERR [SYS/%s] Cannot open the mailbox", temporary ? "TEMP" : "PERM");
+		return;
+	}
+	s->drop_open = true;
+	s->user = xstrdup(user);
+	conn_set_user(s->c, user);
+	session_enter(s, POP3_TRANSACTION);
+	size_t count;
+	uint64_t octets;
+	pop3_maildrop_stat(&s->drop, &count, &octets);
+	log_kv(LOG_INFO, conn_id(s->c), "login", "user", user, "tls",
+	       conn_is_tls(s->c) ? "yes" : "no", NULL);
+	reply(s, "+OK Logged in, %zu messages (%" PRIu64 " octets)", count, octets);
+}
+
+static void pass_checked(void *arg, enum sasl_result result, const char *challenge_b64,
+			 const char *username)
+{
+	struct pop3_session *s = arg;
+	if (!session_unbusy(s))
+		return;
+	if (result == SASL_OK)
+		session_login(s, username);
+	else
+		session_auth_failed(s, "Authentication failed");
+}
+
+static void cmd_pass(struct pop3_session *s, char *args)
+{
+	if (!plaintext_auth_allowed(s)) {
+		reply(s, "-ERR [AUTH] Plaintext authentication disallowed without TLS (use STLS)");
+		return;
+	}
+	if (s->pending_user == NULL) {
+		reply(s, "-ERR Send USER first");
+		return;
+	}
+	/* RFC 1939 7: the password may contain spaces; it is the rest of the line. */
+	if (*args == '\0') {
+		reply(s, "-ERR Missing password");
+		return;
+	}
+	char *user = s->pending_user;
+	s->pending_user = NULL;
+	session_busy(s);
+	sasl_check_password(conn_loop(s->c), session_daemon(s)->users, user, args,
+			    s->auth_failures, pass_checked, s);
+	free(user);
+}
+
+static void sasl_stepped(void *arg, enum sasl_result result, const char *challenge_b64,
+			 const char *username);
+
+/* Feeds one client response (or NULL for none) to the SASL exchange. */
+static void sasl_feed(struct pop3_session *s, const char *response)
+{
+	session_busy(s);
+	sasl_server_step(s->sasl, response, sasl_stepped, s);
+}
+
+static void sasl_end(struct pop3_session *s)
+{
+	sasl_server_free(&s->sasl);
+	conn_set_max_line(s->c, POP3_MAX_COMMAND_LINE);
+	if (s->state == POP3_SASL)
+		session_enter(s, POP3_AUTHORIZATION);
+}
+
+static void sasl_stepped(void *arg, enum sasl_result result, const char *challenge_b64,
+			 const char *username)
+{
+	struct pop3_session *s = arg;
+	if (!session_unbusy(s))
+		return;
+	switch (result) {
+	case SASL_CONTINUE:
+		reply(s, "+ %s", challenge_b64 != NULL ? challenge_b64 : "");
+		conn_mask_next_line(s->c);
+		return;
+	case SASL_OK:
+		if (challenge_b64 != NULL && *challenge_b64 != '\0') {
+			/* RFC 5034 4: data with success goes in a continuation,
+			 * answered by an empty line; keep the result until then. */
+			reply(s, "+ %s", challenge_b64);
+			free(s->pending_user);
+			s->pending_user = xstrdup(username);
+			sasl_server_free(&s->sasl);
+			return;
+		}
+		sasl_end(s);
+		session_login(s, username);
+		return;
+	case SASL_ABORTED:
+		sasl_end(s);
+		reply(s, "-ERR Authentication aborted");
+		return;
+	case SASL_MALFORMED:
+		sasl_end(s);
+		session_auth_failed(s, "Invalid SASL response");
+		return;
+	case SASL_FAIL:
+		sasl_end(s);
+		session_auth_failed(s, "Authentication failed");
+		return;
+	}
+}
+
+/* A line while in the SASL state: the client's next response. */
+static void session_sasl_line(struct pop3_session *s, char *line)
+{
+	if (s->sasl == NULL) {
+		/* The success continuation was answered. */
+		char *user = s->pending_user;
+		s->pending_user = NULL;
+		sasl_end(s);
+		if (*line != '\0') {
+			free(user);
+			reply(s, "-ERR Authentication aborted");
+			return;
+		}
+		session_login(s, user);
+		free(user);
+		return;
+	}
+	sasl_feed(s, line);
+}
+
+static void cmd_auth(struct pop3_session *s, char *args)
+{
+	char *mech = next_word(&args);
+	if (mech == NULL) {
+		/* The pre-RFC 5034 listing form, still used by some clients. */
+		reply(s, "+OK Supported mechanisms follow");
+		if (plaintext_auth_allowed(s)) {
+			char *list = xstrdup(sasl_mechanisms());
+			char *rest = list, *word;
+			while ((word = next_word(&rest)) != NULL)
+				reply(s, "%s", word);
+			free(list);
+		}
+		reply(s, ".");
+		return;
+	}
+	if (!plaintext_auth_allowed(s)) {
+		reply(s, "-ERR [AUTH] Plaintext authentication disallowed without TLS (use STLS)");
+		return;
+	}
+	char *initial = next_word(&args);
+	if (!no_more_args(s, args))
+		return;
+	s->sasl = sasl_server_new(conn_loop(s->c), session_daemon(s)->users, mech,
+				  s->auth_failures);
+	if (s->sasl == NULL) {
+		reply(s, "-ERR Unsupported authentication mechanism");
+		return;
+	}
+	free(s->pending_user);
+	s->pending_user = NULL;
+	session_enter(s, POP3_SASL);
+	conn_set_max_line(s->c, POP3_MAX_SASL_LINE);
+	/* RFC 5034 4: "=" is an empty initial response. */
+	if (initial != NULL && strcmp(initial, "=") == 0)
+		initial[0] = '\0';
+	sasl_feed(s, initial);
+}
+
+/* ---- TRANSACTION ---- */
+
+static void cmd_stat(struct pop3_session *s, char *args)
+{
+	if (!no_more_args(s, args))
+		return;
+	size_t count;
+	uint64_t octets;
+	pop3_maildrop_stat(&s->drop, &count, &octets);
+	reply(s, "+OK %zu %" PRIu64, count, octets);
+}
+
+static void cmd_list(struct pop3_session *s, char *args)
+{
+	char *probe = args;
+	if (next_word(&probe) != NULL) {
+		long n;
+		struct pop3_message *m = message_arg(s, &args, &n);
+		if (m != NULL && no_more_args(s, args))
+			reply(s, "+OK %ld %" PRIu64, n, m->size);
+		return;
+	}
+	size_t count;
+	uint64_t octets;
+	pop3_maildrop_stat(&s->drop, &count, &octets);
+	reply(s, "+OK %zu messages (%" PRIu64 " octets)", count, octets);
+	for (size_t i = 0; i < s->drop.count; i++) {
+		if (!s->drop.messages[i].deleted)
+			reply(s, "%zu %" PRIu64, i + 1, s->drop.messages[i].size);
+	}
+	reply(s, ".");
+}
+
+static void cmd_uidl(struct pop3_session *s, char *args)
+{
+	char uidl[32];
+	char *probe = args;
+	if (next_word(&probe) != NULL) {
+		long n;
+		struct pop3_message *m = message_arg(s, &args, &n);
+		if (m != NULL && no_more_args(s, args)) {
+			pop3_maildrop_uidl(&s->drop, m, uidl, sizeof(uidl));
+			reply(s, "+OK %ld %s", n, uidl);
+		}
+		return;
+	}
+	reply(s, "+OK Unique-ID listing follows");
+	for (size_t i = 0; i < s->drop.count; i++) {
+		if (s->drop.messages[i].deleted)
+			continue;
+		pop3_maildrop_uidl(&s->drop, &s->drop.messages[i], uidl, sizeof(uidl));
+		reply(s, "%zu %s", i + 1, uidl);
+	}
+	reply(s, ".");
+}
+
+static void stream_done(conn *c, bool ok, void *arg)
+{
+	struct pop3_session *s = arg;
+	session_unbusy(s);
+}
+
+/* Starts streaming a message (RETR, or TOP with body_lines >= 0). */
+static void session_send_message(struct pop3_session *s, long n, struct pop3_message *m,
+				 long body_lines)
+{
+	char ok_line[64];
+	if (body_lines < 0)
+		snprintf(ok_line, sizeof(ok_line), "+OK %" PRIu64 " octets\r\n", m->size);
+	else
+		snprintf(ok_line, sizeof(ok_line), "+OK Top of message follows\r\n");
+	session_busy(s);
+	if (pop3_stream_message(s->c, &s->drop, m, body_lines, ok_line, stream_done, s) < 0) {
+		if (session_unbusy(s))
+			reply(s, "-ERR [SYS/TEMP] Cannot read message %ld", n);
+		return;
+	}
+	log_event(m->lifecycle_id != NULL ? m->lifecycle_id : "-", "retrieved", "proto", "pop3",
+		  "user", s->user, "command", body_lines < 0 ? "RETR" : "TOP", NULL);
+}
+
+static void cmd_retr(struct pop3_session *s, char *args)
+{
+	long n;
+	struct pop3_message *m = message_arg(s, &args, &n);
+	if (m == NULL || !no_more_args(s, args))
+		return;
+	session_send_message(s, n, m, -1);
+}
+
+static void cmd_top(struct pop3_session *s, char *args)
+{
+	long n;
+	struct pop3_message *m = message_arg(s, &args, &n);
+	if (m == NULL)
+		return;
+	char *word = next_word(&args);
+	if (word == NULL) {
+		reply(s, "-ERR Missing number of lines");
+		return;
+	}
+	long lines = parse_number(word);
+	if (lines < 0) {
+		reply(s, "-ERR Invalid number of lines: %s", word[0] == '-' ? "negative" : "not a number");
+		return;
+	}
+	if (!no_more_args(s, args))
+		return;
+	session_send_message(s, n, m, lines);
+}
+
+static void cmd_dele(struct pop3_session *s, char *args)
+{
+	long n;
+	struct pop3_message *m = message_arg(s, &args, &n);
+	if (m == NULL || !no_more_args(s, args))
+		return;
+	m->deleted = true;
+	reply(s, "+OK Message %ld deleted", n);
+}
+
+static void cmd_rset(struct pop3_session *s, char *args)
+{
+	if (!no_more_args(s, args))
+		return;
+	for (size_t i = 0; i < s->drop.count; i++)
+		s->drop.messages[i].deleted = false;
+	size_t count;
+	uint64_t octets;
+	pop3_maildrop_stat(&s->drop, &count, &octets);
+	reply(s, "+OK Maildrop has %zu messages (%" PRIu64 " octets)", count, octets);
+}
+
+static void cmd_noop(struct pop3_session *s, char *args)
+{
+	if (no_more_args(s, args))
+		reply(s, "+OK");
+}
+
+/* QUIT in TRANSACTION: the UPDATE state removes what was marked, in one transaction. */
+static void session_update(struct pop3_session *s)
+{
+	session_enter(s, POP3_UPDATE);
+	for (size_t i = 0; i < s->drop.count; i++) {
+		struct pop3_message *m = &s->drop.messages[i];
+		if (m->deleted)
+			log_event(m->lifecycle_id != NULL ? m->lifecycle_id : "-", "deleted", "proto",
+				  "pop3", "user", s->user, NULL);
+	}
+	size_t removed = 0;
+	char *err = NULL;
+	if (pop3_maildrop_commit_deletions(&s->drop, &removed, &err) < 0) {
+		log_kv(LOG_ERROR, conn_id(s->c), "deleting messages failed", "user", s->user, "error",
+		       err, NULL);
+		free(err);
+		reply(s, "-ERR [SYS/TEMP] Some deleted messages were not removed");
+	} else {
+		reply(s, "+OK Logging out, %zu messages deleted", removed);
+	}
+	conn_close(s->c);
+}
+
+static void cmd_quit(struct pop3_session *s, char *args)
+{
+	if (s->state == POP3_TRANSACTION) {
+		session_update(s);
+		return;
+	}
+	reply(s, "+OK Bye");
+	conn_close(s->c);
+}
+
+static const struct pop3_command pop3_commands[] = {
+	{"CAPA", IN_AUTH | IN_TRANS, cmd_capa},
+	{"STLS", IN_AUTH, cmd_stls},
+	{"USER", IN_AUTH, cmd_user},
+	{"PASS", IN_AUTH, cmd_pass},
+	{"AUTH", IN_AUTH, cmd_auth},
+	{"STAT", IN_TRANS, cmd_stat},
+	{"LIST", IN_TRANS, cmd_list},
+	{"RETR", IN_TRANS, cmd_retr},
+	{"DELE", IN_TRANS, cmd_dele},
+	{"NOOP", IN_TRANS, cmd_noop},
+	{"RSET", IN_TRANS, cmd_rset},
+	{"TOP", IN_TRANS, cmd_top},
+	{"UIDL", IN_TRANS, cmd_uidl},
+	{"QUIT", IN_AUTH | IN_TRANS, cmd_quit},
+};
+
+static const struct pop3_command *command_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(pop3_commands) / sizeof(pop3_commands[0]); i++) {
+		if (strcasecmp(pop3_commands[i].name, name) == 0)
+			return &pop3_commands[i];
+	}
+	return NULL;
+}
+
+/* ---- connection callbacks ---- */
+
+static void on_open(conn *c)
+{
+	struct pop3_server *server = net_server_data(conn_server(c));
+	struct pop3_session *s = xcalloc(1, sizeof(*s));
+	s->c = c;
+	s->server = server;
+	s->state = POP3_AUTHORIZATION;
+	conn_set_data(c, s);
+	conn_set_max_line(c, POP3_MAX_COMMAND_LINE);
+	conn_set_idle_timeout(c, (uint64_t)config_int(server->daemon->cfg, "pop3.idle_timeout") *
+					 1000);
+	log_kv(LOG_INFO, conn_id(c), "connect", "remote", conn_peer_addr(c), "tls",
+	       conn_is_tls(c) ? "yes" : "no", NULL);
+	reply(s, "+OK mailstack POP3 server ready");
+}
+
+static void on_line(conn *c, char *line, size_t len, bool crlf)
+{
+	struct pop3_session *s = conn_data(c);
+	if (memchr(line, '\0', len) != NULL) {
+		reply(s, "-ERR NUL byte in command");
+		return;
+	}
+	if (s->state == POP3_SASL) {
+		session_sasl_line(s, line);
+		return;
+	}
+	if (s->state == POP3_UPDATE)
+		return;
+	char *args = line;
+	char *name = next_word(&args);
+	if (name == NULL) {
+		reply(s, "-ERR Empty command");
+		return;
+	}
+	const struct pop3_command *cmd = command_find(name);
+	if (cmd == NULL) {
+		reply(s, "-ERR Unknown command");
+		return;
+	}
+	if ((cmd->states & (1u << s->state)) == 0) {
+		reply(s, "-ERR %s is not valid in the %s state", cmd->name,
+		      pop3_state_names[s->state]);
+		return;
+	}
+	cmd->handler(s, args);
+}
+
+static void on_line_too_long(conn *c)
+{
+	struct pop3_session *s = conn_data(c);
+	if (s->state == POP3_SASL) {
+		sasl_end(s);
+		session_auth_failed(s, "SASL response too long");
+		return;
+	}
+	reply(s, "-ERR Line too long");
+}
+
+static void on_tls_ready(conn *c)
+{
+	struct pop3_session *s = conn_data(c);
+	/* RFC 2595 4: forget everything learned before TLS. */
+	free(s->pending_user);
+	s->pending_user = NULL;
+	log_kv(LOG_INFO, conn_id(c), "tls", "version", conn_tls_version(c), "cipher",
+	       conn_tls_cipher(c), NULL);
+}
+
+static void on_timeout(conn *c)
+{
+	struct pop3_session *s = conn_data(c);
+	reply(s, "-ERR Disconnected for inactivity");
+	conn_close(c);
+}
+
+static void session_free(struct pop3_session *s)
+{
+	/* A dropped connection removes nothing (RFC 1939 6). */
+	if (s->drop_open)
+		pop3_maildrop_close(&s->drop);
+	if (s->user != NULL)
+		pop3_server_unlock(s->server, s->user);
+	sasl_server_free(&s->sasl);
+	free(s->pending_user);
+	free(s->user);
+	free(s);
+}
+
+static void on_close(conn *c)
+{
+	struct pop3_session *s = conn_data(c);
+	if (s == NULL)
+		return;
+	log_kv(LOG_INFO, conn_id(c), "disconnect", "user", s->user, NULL);
+	conn_set_data(c, NULL);
+	if (s->busy) {
+		/* A password check or a stream still uses the session. */
+		s->orphaned = true;
+		return;
+	}
+	session_free(s);
+}
+
+static const struct conn_handlers pop3_handlers = {
+	.on_open = on_open,
+	.on_line = on_line,
+	.on_line_too_long = on_line_too_long,
+	.on_tls_ready = on_tls_ready,
+	.on_timeout = on_timeout,
+	.on_close = on_close,
+};
+
+const struct conn_handlers *pop3_session_handlers(void)
+{
+	return &pop3_handlers;
+}
+
+/* ---- the maildrop lock ---- */
+
+bool pop3_server_lock(struct pop3_server *server, const char *user)
+{
+	for (size_t i = 0; i < server->locked_count; i++) {
+		if (strcmp(server->locked_users[i], user) == 0)
+			return false;
+	}
+	server->locked_users = xrealloc(server->locked_users,
+					(server->locked_count + 1) * sizeof(char *));
+	server->locked_users[server->locked_count++] = xstrdup(user);
+	return true;
+}
+
+void pop3_server_unlock(struct pop3_server *server, const char *user)
+{
+	for (size_t i = 0; i < server->locked_count; i++) {
+		if (strcmp(server->locked_users[i], user) == 0) {
+			free(server->locked_users[i]);
+			server->locked_users[i] = server->locked_users[--server->locked_count];
+			return;
+		}
+	}
+}
