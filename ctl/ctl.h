@@ -20,4 +20,15 @@ ctl_command_fn cmd_export;    /* import.c (mda work) */
 ctl_command_fn cmd_trace;     /* trace.c (lifecycle work) */
 ctl_command_fn cmd_mua;       /* runs build/bin/mua with the demo account */
 
+/* Helpers shared by the subcommands (main.c, config.c). */
+struct config;
+/* Loads DATADIR/mailstack.conf after checking that the data directory exists
+ * and is readable; prints "mailctl: ..." and returns -1 on any error. */
+int ctl_load_config(const char *datadir, struct config **cfg_r);
+/* The path of a program installed next to mailctl (caller frees). */
+char *ctl_bin_path(const char *program);
+/* Queue length for `mailctl status`, when queue.c provides it (weak: NULL
+ * until linked in). 0 and *count_r, or -1 when the queue cannot be read. */
+int ctl_queue_length(const char *datadir, long *count_r) __attribute__((weak));
+
 #endif
