@@ -32,6 +32,26 @@ const char *header_get(const struct header *h, const char *name);
 /* Where the header section ends (offset of the body), scanning at most len bytes. */
 size_t header_section_length(const char *msg, size_t len);
 
+/* Resumable header-section scanner for bytes as they arrive (the same rules as
+ * header_parse): the header ends after an empty line, or before a line that is
+ * neither a field ("name:" with optional blanks before the colon) nor a
+ * continuation of one. It keeps no input, only a state and an offset. */
+#define HEADER_MAX_FIELDS 10000
+struct header_scanner {
+	int state;          /* private: where in a line the scanner is */
+	bool seen_field;    /* a field has started (continuations are allowed) */
+	size_t offset;      /* bytes consumed so far */
+	size_t line_start;  /* offset where the current line began */
+	size_t end;         /* the header length, once found */
+	bool has_separator; /* it ended with an empty line */
+};
+void header_scanner_init(struct header_scanner *sc);
+/* Consumes up to len bytes. Returns 1 when the header has ended (*end_r = its
+ * length counted from the first byte ever fed; bytes after it are not
+ * consumed), 0 when it needs more input. At the end of the input the header is
+ * everything that was fed. */
+int header_scanner_feed(struct header_scanner *sc, const char *data, size_t len, size_t *end_r);
+
 /* Decodes RFC 2047 encoded words in an unstructured value into UTF-8 (caller
  * frees); charsets other than UTF-8/US-ASCII/ISO-8859-1 go through iconv;
  * undecodable words are kept as written. */
