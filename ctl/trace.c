@@ -1,0 +1,394 @@
+/* trace.c: `mailctl trace`, one message's journey across every component.
+ *
+ * Every daemon appends its lifecycle events to DATADIR/log/events.log, one
+ * logfmt line each (log_event in common/log.h): ts, comp, id, event and the
+ * event's own pairs. This command reads that file back, keeps the lines of one
+ * lifecycle id and prints them as a timeline (or as JSON, one object per
+ * event), and with --follow keeps printing new ones as they are appended.
+ *
+ * A message can be named by its lifecycle id (from the 250 reply or the
+ * Received field), by its Message-ID (the mta records it as message_id in the
+ * "received" event), or as --last, the newest message received. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buffer.h"
+#include "ctl.h"
+#include "log.h"
+
+/* Lines longer than this in events.log are skipped (a bound, not a limit any
+ * real event comes near). */
+#define TRACE_MAX_LINE (64 * 1024)
+#define TRACE_FOLLOW_POLL_US 200000
+
+struct trace_event {
+	size_t count;
+	char **keys;
+	char **values;
+};
+
+static void trace_event_free(struct trace_event *e)
+{
+	for (size_t i = 0; i < e->count; i++) {
+		free(e->keys[i]);
+		free(e->values[i]);
+	}
+	free(e->keys);
+	free(e->values);
+	e->count = 0;
+	e->keys = e->values = NULL;
+}
+
+static const char *event_get(const struct trace_event *e, const char *key)
+{
+	for (size_t i = 0; i < e->count; i++) {
+		if (strcmp(e->keys[i], key) == 0)
+			return e->values[i];
+	}
+	return NULL;
+}
+
+/* Reads the next line of f into line (without the LF); false at the end.
+ * Over-long lines are consumed and skipped. */
+static bool read_line(FILE *f, buf_t *line)
+{
+	buf_reset(line);
+	int ch;
+	bool too_long = false;
+	while ((ch = getc(f)) != EOF) {
+		if (ch == '\n') {
+			if (too_long) {
+				buf_reset(line);
+				too_long = false;
+				continue;
+			}
+			return true;
+		}
+		if (line->len >= TRACE_MAX_LINE)
+			too_long = true;
+		else
+			buf_append_char(line, (char)ch);
+	}
+	return false;
+}
+
+static bool parse_event(const char *line, struct trace_event *e_r)
+{
+	e_r->count = log_parse_line(line, &e_r->keys, &e_r->values);
+	return e_r->count > 0 && event_get(e_r, "id") != NULL && event_get(e_r, "event") != NULL;
+}
+
+/* Compares a Message-ID with or without its angle brackets. */
+static bool message_id_matches(const char *stored, const char *wanted)
+{
+	size_t ls = strlen(stored), lw = strlen(wanted);
+	if (ls >= 2 && stored[0] == '<' && stored[ls - 1] == '>') {
+		stored++;
+		ls -= 2;
+	}
+	if (lw >= 2 && wanted[0] == '<' && wanted[lw - 1] == '>') {
+		wanted++;
+		lw -= 2;
+	}
+	return ls == lw && strncmp(stored, wanted, ls) == 0;
+}
+
+static bool looks_like_lifecycle_id(const char *s)
+{
+	if (strlen(s) != 16)
+		return false;
+	for (const char *p = s; *p != '\0'; p++) {
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'A' && *p <= 'Z')))
+			return false;
+	}
+	return true;
+}
+
+/* Finds the lifecycle id for what the user named: an id, a Message-ID, or the
+ * newest received message (wanted NULL). Caller frees; NULL if none. */
+static char *resolve_id(const char *path, const char *wanted)
+{
+	if (wanted != NULL && looks_like_lifecycle_id(wanted))
+		return xstrdup(wanted);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return NULL;
+	char *found = NULL;
+	buf_t line = BUF_INIT;
+	while (read_line(f, &line)) {
+		struct trace_event e;
+		if (!parse_event(buf_cstr(&line), &e)) {
+			trace_event_free(&e);
+			continue;
+		}
+		const char *event = event_get(&e, "event");
+		const char *mid = event_get(&e, "message_id");
+		bool match = wanted == NULL ? strcmp(event, "received") == 0
+					    : mid != NULL && message_id_matches(mid, wanted);
+		if (match) {
+			free(found);
+			found = xstrdup(event_get(&e, "id"));
+			if (wanted != NULL) {
+				trace_event_free(&e);
+				break;
+			}
+		}
+		trace_event_free(&e);
+	}
+	buf_free(&line);
+	fclose(f);
+	return found;
+}
+
+static void json_string(buf_t *out, const char *s)
+{
+	buf_append_char(out, '"');
+	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+		switch (*p) {
+		case '"': buf_append_str(out, "\\\""); break;
+		case '\\': buf_append_str(out, "\\\\"); break;
+		case '\n': buf_append_str(out, "\\n"); break;
+		case '\r': buf_append_str(out, "\\r"); break;
+		case '\t': buf_append_str(out, "\\t"); break;
+		default:
+			if (*p < 0x20)
+				buf_printf(out, "\\u%04x", *p);
+			else
+				buf_append_char(out, (char)*p);
+		}
+	}
+	buf_append_char(out, '"');
+}
+
+static void print_json(const struct trace_event *e)
+{
+	buf_t out = BUF_INIT;
+	buf_append_char(&out, '{');
+	for (size_t i = 0; i < e->count; i++) {
+		if (i > 0)
+			buf_append_char(&out, ',');
+		json_string(&out, e->keys[i]);
+		buf_append_char(&out, ':');
+		json_string(&out, e->values[i]);
+	}
+	buf_append_str(&out, "}\n");
+	fputs(buf_cstr(&out), stdout);
+	buf_free(&out);
+}
+
+/* One line of description for an event, from its kind's most telling pairs. */
+struct event_story {
+	const char *event;
+	const char *text;     /* what happened */
+	const char *keys[8];  /* pairs shown first, in this order */
+};
+
+static const struct event_story stories[] = {
+	{"received", "accepted over SMTP",
+	 {"proto", "from", "rcpts", "auth", "client", "tls", "size", "message_id"}},
+	{"queued", "committed to the queue", {"rcpts", "size"}},
+	{"attempt", "delivery attempt", {"rcpt", "proto", "hop", "status", "reply"}},
+	{"deferred", "deferred, will retry", {"rcpt", "status", "reply", "next_try"}},
+	{"delivered", "delivered", {"rcpt", "user", "folder", "uid", "rule", "hop", "reply"}},
+	{"filtered", "filter rule applied", {"rcpt", "rule", "action", "folder"}},
+	{"redirected", "redirected by a filter", {"rcpt", "to"}},
+	{"discarded", "discarded by a filter", {"rcpt", "rule"}},
+	{"vacation", "vacation reply sent", {"rcpt", "to"}},
+	{"bounced", "bounced to the sender", {"rcpt", "reason", "dsn_id"}},
+	{"delayed", "delay warning sent", {"rcpt", "dsn_id"}},
+	{"fetched", "read over IMAP", {"user", "folder", "uid", "section"}},
+	{"retrieved", "read over POP3", {"user", "command"}},
+	{"flags", "flags changed", {"user", "folder", "uid", "flags"}},
+	{"expunged", "expunged", {"user", "folder", "uid", "proto"}},
+	{"deleted", "deleted over POP3", {"user", "proto"}},
+};
+
+static const struct event_story *story_for(const char *event)
+{
+	for (size_t i = 0; i < sizeof(stories) / sizeof(stories[0]); i++) {
+		if (strcmp(stories[i].event, event) == 0)
+			return &stories[i];
+	}
+	return NULL;
+}
+
+static bool key_is_shown_first(const struct event_story *story, const char *key)
+{
+	if (story == NULL)
+		return false;
+	for (size_t i = 0; i < 8 && story->keys[i] != NULL; i++) {
+		if (strcmp(story->keys[i], key) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void print_timeline_row(const struct trace_event *e)
+{
+	const char *ts = event_get(e, "ts");
+	const char *comp = event_get(e, "comp");
+	const char *event = event_get(e, "event");
+	/* "2026-11-26T10:00:00.123Z" -> "2026-11-26 10:00:00.123" */
+	char when[32] = "?";
+	if (ts != NULL) {
+		snprintf(when, sizeof(when), "%s", ts);
+		char *t = strchr(when, 'T');
+		if (t != NULL)
+			*t = ' ';
+		size_t n = strlen(when);
+		if (n > 0 && when[n - 1] == 'Z')
+			when[n - 1] = '\0';
+	}
+	const struct event_story *story = story_for(event);
+	buf_t row = BUF_INIT;
+	buf_printf(&row, "%-23s  %-6s %-10s", when, comp != NULL ? comp : "?", event);
+	if (story != NULL)
+		buf_printf(&row, " %s", story->text);
+	for (size_t k = 0; story != NULL && k < 8 && story->keys[k] != NULL; k++) {
+		const char *v = event_get(e, story->keys[k]);
+		if (v != NULL) {
+			buf_printf(&row, "\n%45s%s=", "", story->keys[k]);
+			log_append_value(&row, v);
+		}
+	}
+	for (size_t i = 0; i < e->count; i++) {
+		const char *k = e->keys[i];
+		if (strcmp(k, "ts") == 0 || strcmp(k, "comp") == 0 || strcmp(k, "id") == 0 ||
+		    strcmp(k, "event") == 0 || strcmp(k, "level") == 0 || key_is_shown_first(story, k))
+			continue;
+		buf_printf(&row, "\n%45s%s=", "", k);
+		log_append_value(&row, e->values[i]);
+	}
+	puts(buf_cstr(&row));
+	buf_free(&row);
+}
+
+static volatile sig_atomic_t trace_stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	trace_stop = 1;
+}
+
+/* Prints the events of id found in f from its current position; returns how
+ * many were printed. */
+static size_t print_events(FILE *f, const char *id, bool json)
+{
+	size_t printed = 0;
+	buf_t line = BUF_INIT;
+	long start = ftell(f);
+	while (read_line(f, &line)) {
+		struct trace_event e;
+		if (parse_event(buf_cstr(&line), &e) && strcmp(event_get(&e, "id"), id) == 0) {
+			if (json)
+				print_json(&e);
+			else
+				print_timeline_row(&e);
+			printed++;
+		}
+		trace_event_free(&e);
+		start = ftell(f);
+	}
+	/* A partly written last line is read again on the next poll. */
+	if (line.len > 0)
+		fseek(f, start, SEEK_SET);
+	else
+		clearerr(f);
+	buf_free(&line);
+	fflush(stdout);
+	return printed;
+}
+
+static void trace_usage(FILE *out)
+{
+	fputs("usage: mailctl trace [--dir D] [--json] [--follow] ID|MESSAGE-ID|--last\n"
+	      "  ID          the lifecycle id from a 250 reply or a Received field\n"
+	      "  MESSAGE-ID  a Message-ID, with or without <>\n"
+	      "  --last      the newest message received\n"
+	      "  --json      one JSON object per event\n"
+	      "  --follow    keep printing new events (Ctrl-C to stop)\n",
+	      out);
+}
+
+int cmd_trace(int argc, char **argv, const char *datadir)
+{
+	static const struct option options[] = {
+		{"json", no_argument, NULL, 'j'},
+		{"follow", no_argument, NULL, 'f'},
+		{"last", no_argument, NULL, 'l'},
+		{"dir", required_argument, NULL, 'd'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	bool json = false, follow = false, last = false;
+	int opt;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "jfl", options, NULL)) != -1) {
+		switch (opt) {
+		case 'j': json = true; break;
+		case 'f': follow = true; break;
+		case 'l': last = true; break;
+		case 'd': break; /* handled by main.c */
+		case 'h': trace_usage(stdout); return 0;
+		default: trace_usage(stderr); return 1;
+		}
+	}
+	const char *wanted = optind < argc ? argv[optind] : NULL;
+	if ((wanted == NULL) == !last || optind + (wanted != NULL) < argc) {
+		trace_usage(stderr);
+		return 1;
+	}
+	char *path = xasprintf("%s/log/events.log", datadir);
+	char *id = resolve_id(path, wanted);
+	if (id == NULL) {
+		if (access(path, R_OK) < 0)
+			fprintf(stderr, "mailctl: no events yet (%s: %s)\n", path, strerror(errno));
+		else if (wanted == NULL)
+			fprintf(stderr, "mailctl: no message has been received yet\n");
+		else
+			fprintf(stderr, "mailctl: no message with id or Message-ID '%s'\n", wanted);
+		free(path);
+		return 1;
+	}
+	FILE *f = fopen(path, "r");
+	if (f == NULL && !follow) {
+		fprintf(stderr, "mailctl: cannot read %s: %s\n", path, strerror(errno));
+		free(path);
+		free(id);
+		return 1;
+	}
+	if (!json)
+		printf("Message %s\n", id);
+	size_t printed = f != NULL ? print_events(f, id, json) : 0;
+	if (printed == 0 && !follow) {
+		fprintf(stderr, "mailctl: no events for %s\n", id);
+		fclose(f);
+		free(path);
+		free(id);
+		return 1;
+	}
+	if (follow) {
+		signal(SIGINT, on_signal);
+		signal(SIGTERM, on_signal);
+		while (!trace_stop) {
+			usleep(TRACE_FOLLOW_POLL_US);
+			if (f == NULL)
+				f = fopen(path, "r");
+			if (f != NULL)
+				print_events(f, id, json);
+		}
+	}
+	if (f != NULL)
+		fclose(f);
+	free(path);
+	free(id);
+	return 0;
+}
