@@ -35,6 +35,7 @@ static const struct ctl_command ctl_commands[] = {
 	{"status", cmd_status, "which daemons run, where they listen, the queue"},
 	{"config", cmd_config, "print the effective config; `config check` validates it"},
 	{"mua", cmd_mua, "run the terminal mail client on this data directory"},
+	{"trace", cmd_trace, "show a message's journey: trace ID|MESSAGE-ID|--last [--json] [--follow]"},
 };
 
 /* Prints the usage and the command table to out. */
