@@ -98,6 +98,12 @@ void *net_server_data(const net_server *srv);
 unsigned net_server_connection_count(const net_server *srv);
 /* Finds a live connection by id (NULL when it is gone). */
 conn *net_server_find(net_server *srv, uint64_t id);
+/* The port the server's first TCP listener of this kind is bound to (useful
+ * after listening on port 0), or -1. */
+int net_server_bound_port(const net_server *srv, int kind);
+/* Closes every connection on the loop at once, without flushing (a daemon's
+ * forced stop). */
+void net_abort_all(uv_loop_t *loop);
 
 /* ---- outgoing connections (mta delivery, mua, tests) ---- */
 
