@@ -109,14 +109,19 @@ static int init_config_text(const struct init_opts *opts, char **text_r)
 		"# example.org = 127.0.0.1:20025\n";
 	/* config_print may already print the [routes] header; put the example
 	 * comment under it rather than adding a second header. */
-	const char *header = strstr(printed, "[routes]\n");
+	/* Its first line says "effective configuration (defaults)": not true of
+	 * a file the user will edit. */
+	const char *body = printed;
+	if (strncmp(body, "# effective configuration", 25) == 0 && strchr(body, '\n') != NULL)
+		body = strchr(body, '\n') + 1;
+	const char *header = strstr(body, "[routes]\n");
 	if (header != NULL) {
-		size_t head_len = (size_t)(header - printed) + strlen("[routes]\n");
-		buf_append(&text, printed, head_len);
+		size_t head_len = (size_t)(header - body) + strlen("[routes]\n");
+		buf_append(&text, body, head_len);
 		buf_append_str(&text, routes_example);
-		buf_append_str(&text, printed + head_len);
+		buf_append_str(&text, body + head_len);
 	} else {
-		buf_append_str(&text, printed);
+		buf_append_str(&text, body);
 		if (printed_len > 0 && printed[printed_len - 1] != '\n')
 			buf_append_char(&text, '\n');
 		buf_append_str(&text, "\n[routes]\n");
