@@ -254,15 +254,14 @@ static bool parse_mailbox(const char *s, const struct token *t, size_t from, siz
 		return false;
 	/* "addr (Name)": a trailing comment is the name, as readers show it. */
 	for (size_t i = to; i > from && t[i - 1].kind == TOK_COMMENT; i--) {
-		{
-			buf_t b = BUF_INIT;
-			token_text_into(s, &t[i - 1], &b);
-			if (b.len > 0) {
-				set_name(a, buf_steal(&b));
-				break;
-			}
-			buf_free(&b);
+		buf_t b = BUF_INIT;
+		token_text_into(s, &t[i - 1], &b);
+		if (b.len > 0) {
+			set_name(a, buf_steal(&b));
+			break;
 		}
+		buf_free(&b);
+	}
 	return true;
 }
 
