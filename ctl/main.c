@@ -36,6 +36,7 @@ static const struct ctl_command ctl_commands[] = {
 	{"config", cmd_config, "print the effective config; `config check` validates it"},
 	{"mua", cmd_mua, "run the terminal mail client on this data directory"},
 	{"trace", cmd_trace, "show a message's journey: trace ID|MESSAGE-ID|--last [--json] [--follow]"},
+	{"transcript", cmd_transcript, "follow the protocol conversations of all daemons [--proto P] [--user U]"},
 };
 
 /* Prints the usage and the command table to out. */

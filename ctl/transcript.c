@@ -1,0 +1,243 @@
+/* transcript.c: `mailctl transcript`, the live protocol conversations of all
+ * daemons, for watching a client talk to the servers.
+ *
+ * Each daemon appends every protocol line it reads or writes to
+ * DATADIR/log/transcript.log (log_transcript in common/log.h, secrets already
+ * masked there): comp, proto, conn, dir (C or S), tls, user and line. This
+ * command prints the recent lines and then follows the file, filtered by
+ * protocol and by user. Connection numbers are per daemon, so a conversation is
+ * named "comp#conn". A user filter keeps a conversation from the moment its
+ * session is known to belong to that user (after authentication), and keeps
+ * following it until it ends. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buffer.h"
+#include "ctl.h"
+#include "log.h"
+
+#define TRANSCRIPT_MAX_LINE (64 * 1024)
+#define TRANSCRIPT_POLL_US 100000
+#define TRANSCRIPT_MAX_TRACKED 4096
+
+struct transcript_filter {
+	const char *proto;
+	const char *user;
+	/* Conversations ("comp#conn") seen with the wanted user. */
+	char *tracked[TRANSCRIPT_MAX_TRACKED];
+	size_t tracked_count;
+};
+
+static volatile sig_atomic_t transcript_stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	transcript_stop = 1;
+}
+
+static const char *pair_get(size_t n, char **keys, char **values, const char *key)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(keys[i], key) == 0)
+			return values[i];
+	}
+	return NULL;
+}
+
+static bool is_tracked(struct transcript_filter *f, const char *conversation)
+{
+	for (size_t i = 0; i < f->tracked_count; i++) {
+		if (strcmp(f->tracked[i], conversation) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void track(struct transcript_filter *f, const char *conversation)
+{
+	if (is_tracked(f, conversation))
+		return;
+	if (f->tracked_count == TRANSCRIPT_MAX_TRACKED) {
+		/* Forget the oldest conversation: a bound on memory for long follows. */
+		free(f->tracked[0]);
+		memmove(f->tracked, f->tracked + 1, (TRANSCRIPT_MAX_TRACKED - 1) * sizeof(char *));
+		f->tracked_count--;
+	}
+	f->tracked[f->tracked_count++] = xstrdup(conversation);
+}
+
+/* Formats one transcript record if it passes the filter; NULL otherwise. */
+static char *format_record(struct transcript_filter *f, const char *text)
+{
+	char **keys, **values;
+	size_t n = log_parse_line(text, &keys, &values);
+	char *result = NULL;
+	const char *proto = pair_get(n, keys, values, "proto");
+	const char *comp = pair_get(n, keys, values, "comp");
+	const char *conn = pair_get(n, keys, values, "conn");
+	const char *dir = pair_get(n, keys, values, "dir");
+	const char *tls = pair_get(n, keys, values, "tls");
+	const char *user = pair_get(n, keys, values, "user");
+	const char *line = pair_get(n, keys, values, "line");
+	const char *ts = pair_get(n, keys, values, "ts");
+	if (proto == NULL || comp == NULL || conn == NULL || dir == NULL || line == NULL)
+		goto out;
+	if (f->proto != NULL && strcasecmp(proto, f->proto) != 0)
+		goto out;
+	char conversation[96];
+	snprintf(conversation, sizeof(conversation), "%s#%s", comp, conn);
+	if (f->user != NULL) {
+		if (user != NULL && strcasecmp(user, f->user) == 0)
+			track(f, conversation);
+		if (!is_tracked(f, conversation))
+			goto out;
+	}
+	/* "2026-11-26T10:00:00.123Z" -> "10:00:00.123" */
+	const char *clock = ts != NULL && strchr(ts, 'T') != NULL ? strchr(ts, 'T') + 1 : "";
+	size_t clock_len = strcspn(clock, "Z");
+	result = xasprintf("%.*s %-4s %-12s %-5s %s: %s", (int)clock_len, clock, proto,
+			   conversation, tls != NULL && strcmp(tls, "yes") == 0 ? "TLS" : "plain",
+			   dir, line);
+out:
+	for (size_t i = 0; i < n; i++) {
+		free(keys[i]);
+		free(values[i]);
+	}
+	free(keys);
+	free(values);
+	return result;
+}
+
+/* Prints the records from the file's position to its end; a partial last line
+ * is left for the next poll. */
+static void print_new(FILE *in, struct transcript_filter *f)
+{
+	buf_t line = BUF_INIT;
+	for (;;) {
+		long start = ftell(in);
+		int ch;
+		bool complete = false, too_long = false;
+		buf_reset(&line);
+		while ((ch = getc(in)) != EOF) {
+			if (ch == '\n') {
+				complete = true;
+				break;
+			}
+			if (line.len < TRANSCRIPT_MAX_LINE)
+				buf_append_char(&line, (char)ch);
+			else
+				too_long = true;
+		}
+		if (!complete) {
+			clearerr(in);
+			fseek(in, start, SEEK_SET);
+			break;
+		}
+		if (too_long)
+			continue;
+		char *shown = format_record(f, buf_cstr(&line));
+		if (shown != NULL) {
+			puts(shown);
+			free(shown);
+		}
+	}
+	buf_free(&line);
+	fflush(stdout);
+}
+
+static void transcript_usage(FILE *out)
+{
+	fputs("usage: mailctl transcript [--dir D] [--proto smtp|lmtp|imap|pop3] [--user U]\n"
+	      "                          [--no-follow] [--all]\n"
+	      "  prints the protocol conversations of all daemons (secrets masked),\n"
+	      "  the recent ones first (--all: from the beginning), then follows them\n"
+	      "  until Ctrl-C (--no-follow: stops at the end of what is there)\n",
+	      out);
+}
+
+int cmd_transcript(int argc, char **argv, const char *datadir)
+{
+	static const struct option options[] = {
+		{"proto", required_argument, NULL, 'p'},
+		{"user", required_argument, NULL, 'u'},
+		{"no-follow", no_argument, NULL, 'n'},
+		{"all", no_argument, NULL, 'a'},
+		{"dir", required_argument, NULL, 'd'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct transcript_filter filter = {0};
+	bool follow = true, all = false;
+	int opt;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "p:u:na", options, NULL)) != -1) {
+		switch (opt) {
+		case 'p': filter.proto = optarg; break;
+		case 'u': filter.user = optarg; break;
+		case 'n': follow = false; break;
+		case 'a': all = true; break;
+		case 'd': break; /* handled by main.c */
+		case 'h': transcript_usage(stdout); return 0;
+		default: transcript_usage(stderr); return 1;
+		}
+	}
+	static const char *const protos[] = {"smtp", "lmtp", "imap", "pop3"};
+	if (filter.proto != NULL) {
+		bool known = false;
+		for (size_t i = 0; i < 4; i++)
+			known = known || strcasecmp(filter.proto, protos[i]) == 0;
+		if (!known) {
+			fprintf(stderr, "mailctl: unknown protocol '%s' (smtp, lmtp, imap or pop3)\n",
+				filter.proto);
+			return 1;
+		}
+	}
+	if (optind < argc) {
+		transcript_usage(stderr);
+		return 1;
+	}
+	char *path = xasprintf("%s/log/transcript.log", datadir);
+	FILE *in = fopen(path, "r");
+	if (in == NULL && !follow) {
+		fprintf(stderr, "mailctl: no transcript yet (%s: %s)\n", path, strerror(errno));
+		free(path);
+		return 1;
+	}
+	if (in != NULL && !all) {
+		/* Start near the end: the last 64 KiB, from a line boundary. */
+		if (fseek(in, 0, SEEK_END) == 0 && ftell(in) > 65536) {
+			fseek(in, -65536, SEEK_END);
+			int ch;
+			while ((ch = getc(in)) != EOF && ch != '\n')
+				;
+		} else {
+			fseek(in, 0, SEEK_SET);
+		}
+	}
+	if (in != NULL)
+		print_new(in, &filter);
+	if (follow) {
+		signal(SIGINT, on_signal);
+		signal(SIGTERM, on_signal);
+		while (!transcript_stop) {
+			usleep(TRANSCRIPT_POLL_US);
+			if (in == NULL)
+				in = fopen(path, "r");
+			if (in != NULL)
+				print_new(in, &filter);
+		}
+	}
+	if (in != NULL)
+		fclose(in);
+	for (size_t i = 0; i < filter.tracked_count; i++)
+		free(filter.tracked[i]);
+	free(path);
+	return 0;
+}
