@@ -102,7 +102,7 @@ static int init_config_text(const struct init_opts *opts, char **text_r)
 	buf_append_str(&text, "# mailstack.conf: the config of one mailstack data directory.\n"
 			      "# Made by `mailctl init`; every key is listed with its help.\n"
 			      "# `mailctl config` prints the effective values, `mailctl config check`\n"
-			      "# validates this file.\n\n");
+			      "# validates this file.\n");
 	const char *routes_example =
 		"# Where mail for other domains goes (domain = host:port), instead of\n"
 		"# looking up MX records. Example:\n"
@@ -220,8 +220,9 @@ static int init_tls(const config *cfg)
 		}
 		free(err);
 		if (ret == 0) {
-			printf("created certificate %s (self-signed for %s, localhost)\n", cert,
-			       config_str(cfg, "server.hostname"));
+			const char *host = config_str(cfg, "server.hostname");
+			printf("created certificate %s (self-signed for %s%s, 127.0.0.1 and ::1)\n",
+			       cert, host, strcmp(host, "localhost") == 0 ? "" : ", localhost");
 			init_report(true, "key", key);
 		}
 	}

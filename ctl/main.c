@@ -49,8 +49,8 @@ static void ctl_usage(FILE *out)
 	      "commands:\n",
 	      out);
 	for (size_t i = 0; i < sizeof(ctl_commands) / sizeof(ctl_commands[0]); i++)
-		fprintf(out, "  %-8s %s\n", ctl_commands[i].name, ctl_commands[i].summary);
-	fputs("  help     show this list\n"
+		fprintf(out, "  %-10s %s\n", ctl_commands[i].name, ctl_commands[i].summary);
+	fputs("  help       show this list\n"
 	      "\n"
 	      "`mailctl COMMAND --help` describes a command's arguments.\n",
 	      out);
