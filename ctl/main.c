@@ -37,6 +37,7 @@ static const struct ctl_command ctl_commands[] = {
 	{"mua", cmd_mua, "run the terminal mail client on this data directory"},
 	{"trace", cmd_trace, "show a message's journey: trace ID|MESSAGE-ID|--last [--json] [--follow]"},
 	{"transcript", cmd_transcript, "follow the protocol conversations of all daemons [--proto P] [--user U]"},
+	{"fault", cmd_fault, "fault set COMPONENT FAULT [ARG] | clear | list: injected faults for labs"},
 };
 
 /* Prints the usage and the command table to out. */
