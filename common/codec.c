@@ -24,6 +24,13 @@
 
 #include "buffer.h"
 
+/* buf_reserve alone does not write the NUL: terminate before handing the data out. */
+static char *steal_terminated(buf_t *b)
+{
+	buf_append(b, "", 0);
+	return buf_steal(b);
+}
+
 static const char base64_alphabet[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -76,7 +83,7 @@ char *base64_encode(const void *data, size_t len)
 {
 	buf_t b = BUF_INIT;
 	base64_encode_into(&b, data, len, 0);
-	return buf_steal(&b);
+	return steal_terminated(&b);
 }
 
 /* Encodes data as base64 lines of 76 characters, each ending in CRLF (caller frees). */
@@ -84,7 +91,7 @@ char *base64_encode_lines(const void *data, size_t len)
 {
 	buf_t b = BUF_INIT;
 	base64_encode_into(&b, data, len, 76);
-	return buf_steal(&b);
+	return steal_terminated(&b);
 }
 
 /* Strict decoding: length a multiple of 4, only the alphabet, '=' only at the end. */
@@ -119,7 +126,7 @@ int base64_decode(const char *text, size_t text_len, char **out_r, size_t *len_r
 		buf_append(&b, bytes, (size_t)(3 - pad));
 	}
 	*len_r = b.len;
-	*out_r = buf_steal(&b);
+	*out_r = steal_terminated(&b);
 	return 0;
 }
 
@@ -186,7 +193,7 @@ int base64_decode_mime(const char *text, size_t text_len, char **out_r, size_t *
 		return -1;
 	}
 	*len_r = b.len;
-	*out_r = buf_steal(&b);
+	*out_r = steal_terminated(&b);
 	return 0;
 }
 
@@ -238,7 +245,7 @@ char *qp_encode(const void *data, size_t len)
 		buf_append(&b, enc, n);
 		column += n;
 	}
-	return buf_steal(&b);
+	return steal_terminated(&b);
 }
 
 /* The value of a hex digit (either case), -1 if it is not one. */
@@ -371,7 +378,7 @@ int qp_decode(const char *text, size_t text_len, char **out_r, size_t *len_r)
 	qp_stream_decode(&st, text, text_len, &b);
 	qp_stream_finish(&st, &b);
 	*len_r = b.len;
-	*out_r = buf_steal(&b);
+	*out_r = steal_terminated(&b);
 	return 0;
 }
 

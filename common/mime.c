@@ -350,6 +350,7 @@ int mime_decode_body(const char *msg, const struct mime_part *part, bool to_utf8
 	} else {
 		buf_append(&b, body, len);
 	}
+	buf_append(&b, "", 0); /* a NUL even when nothing was decoded */
 	if (to_utf8 && part->type.type != NULL && strcmp(part->type.type, "text") == 0) {
 		const char *charset = content_type_param(&part->type, "charset");
 		size_t n;
