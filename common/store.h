@@ -173,7 +173,9 @@ int store_folder_clear_recent(store *st, const char *folder);
 int store_expunge(store *st, const char *folder, const uint32_t *uids, size_t count,
 		  uint32_t **removed_r, size_t *removed_count_r);
 /* Copies (or moves) messages; fills the new UIDs in dest_uids_r (same order;
- * caller frees) and the destination's UIDVALIDITY. Flags are kept. */
+ * caller frees; 0 for a UID that no longer exists) and the destination's
+ * UIDVALIDITY. Flags are kept. A move is one transaction and records the
+ * source UIDs as expunged. */
 int store_copy(store *st, const char *from, const uint32_t *uids, size_t count, const char *to,
 	       bool move, uint32_t **dest_uids_r, uint32_t *dest_uidvalidity_r);
 
@@ -192,5 +194,44 @@ int store_cache_put(store *st, const char *folder, uint32_t uid, const char *key
 int store_find_lifecycle(store *st, const char *lifecycle_id, char ***folders_r,
 			 uint32_t **uids_r, size_t *count_r);
 void store_strv_free(char **v);
+
+/* Header fields parsed once at append (for ENVELOPE, SEARCH and SORT without
+ * reading bodies). Raw values are unfolded but otherwise as written (encoded
+ * words kept, as ENVELOPE wants them); the *_utf8 ones have RFC 2047 words
+ * decoded. NULL when the field is absent. Only the first 256 KiB of a
+ * message are parsed. */
+struct store_msg_headers {
+	uint32_t uid;
+	uint64_t header_size;   /* octets of the header section incl. the blank line */
+	char *date;
+	char *subject;
+	char *from;
+	char *sender;
+	char *reply_to;
+	char *to;
+	char *cc;
+	char *bcc;
+	char *in_reply_to;
+	char *message_id;
+	char *references;
+	int64_t date_time;      /* Date parsed (UTC seconds), 0 if absent or unparsable */
+	int32_t date_tz;        /* its zone, minutes east of UTC */
+	char *subject_utf8;
+	char *from_utf8;
+	char *to_utf8;
+	char *cc_utf8;
+	char *bcc_utf8;
+};
+int store_msg_headers_get(store *st, const char *folder, uint32_t uid,
+			  struct store_msg_headers *h_r);
+/* Every message's parsed headers in UID order (caller frees the list). */
+int store_msg_headers_list(store *st, const char *folder, struct store_msg_headers **list_r,
+			   size_t *count_r);
+void store_msg_headers_free(struct store_msg_headers *h);
+void store_msg_headers_list_free(struct store_msg_headers *list, size_t count);
+
+/* Sets how long a call waits for another process's write lock before it
+ * fails with STORE_ERR_TEMP (default DB_BUSY_TIMEOUT_MS). */
+int store_set_busy_timeout(store *st, int ms);
 
 #endif
