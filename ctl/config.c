@@ -63,29 +63,18 @@ int ctl_load_config(const char *datadir, config **cfg_r)
 }
 
 /* Checks that the certificate and key the config names load together;
- * prints each problem and returns the number found. */
+ * prints the problem (naming the file) and returns the number found. */
 static int config_check_tls(const config *cfg)
 {
 	char *cert = config_path_in_datadir(cfg, "server.tls_cert");
 	char *key = config_path_in_datadir(cfg, "server.tls_key");
-	int problems = 0;
-	const char *files[] = {cert, key};
-	for (size_t i = 0; i < 2; i++) {
-		if (access(files[i], R_OK) < 0) {
-			fprintf(stderr, "mailctl: %s: %s\n", files[i], strerror(errno));
-			problems++;
-		}
-	}
-	if (problems == 0) {
-		char *err = NULL;
-		tls_ctx *ctx = tls_ctx_server_new(cert, key, &err);
-		if (ctx == NULL) {
-			fprintf(stderr, "mailctl: %s\n", err != NULL ? err : cert);
-			problems++;
-		}
-		tls_ctx_free(&ctx);
-		free(err);
-	}
+	char *err = NULL;
+	tls_ctx *ctx = tls_ctx_server_new(cert, key, &err);
+	int problems = ctx == NULL ? 1 : 0;
+	if (ctx == NULL)
+		fprintf(stderr, "mailctl: %s\n", err != NULL ? err : cert);
+	tls_ctx_free(&ctx);
+	free(err);
 	free(cert);
 	free(key);
 	return problems;
