@@ -564,7 +564,8 @@ char *header_encode_words(const char *value, size_t name_len)
 	}
 	if (plain)
 		return xstrdup(value);
-	bool use_q = q_len <= (len + 2) / 3 * 4;
+	/* Q keeps mostly-Latin text readable; B is shorter for most other scripts. */
+	bool use_q = q_len * 2 <= (len + 2) / 3 * 4 * 3;
 	const char *prefix = use_q ? "=?UTF-8?Q?" : "=?UTF-8?B?";
 	size_t overhead = strlen(prefix) + 2;
 	buf_t out = BUF_INIT;

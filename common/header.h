@@ -47,9 +47,10 @@ struct header_scanner {
 };
 void header_scanner_init(struct header_scanner *sc);
 /* Consumes up to len bytes. Returns 1 when the header has ended (*end_r = its
- * length counted from the first byte ever fed; bytes after it are not
- * consumed), 0 when it needs more input. At the end of the input the header is
- * everything that was fed. */
+ * length counted from the first byte ever fed), 0 when it needs more input.
+ * After an empty line it stops right behind the LF; a line that is not a field
+ * is recognised only after reading into it, so then *end_r lies before bytes
+ * already fed. At the end of the input the header is everything fed. */
 int header_scanner_feed(struct header_scanner *sc, const char *data, size_t len, size_t *end_r);
 
 /* Decodes RFC 2047 encoded words in an unstructured value into UTF-8 (caller
