@@ -326,20 +326,23 @@ int mime_decode_body(const char *msg, const struct mime_part *part, bool to_utf8
 	buf_t b = BUF_INIT;
 	const char *enc = part->encoding != NULL ? part->encoding : "7bit";
 	if (strcmp(enc, "base64") == 0) {
-		/* RFC 2045 6.8: characters outside the alphabet are ignored. */
+		/* RFC 2045 6.8: characters outside the alphabet are ignored, and
+		 * padding that completes a quantum marks the end of the data. */
 		base64_state st;
 		base64_stream_init(&st);
 		buf_reserve(&b, len / 4 * 3);
 		size_t run = 0;
 		for (size_t i = 0; i <= len; i++) {
 			unsigned char c = i < len ? (unsigned char)body[i] : 0;
-			if (i < len && (isalnum(c) || c == '+' || c == '/' || c == '=')) {
+			if (i < len && (isalnum(c) || c == '+' || c == '/')) {
 				run++;
 				continue;
 			}
 			if (run > 0 && base64_stream_decode(&st, body + i - run, run, &b) < 0)
-				break; /* misplaced padding: keep what came before it */
+				break;
 			run = 0;
+			if (c == '=' && (base64_stream_decode(&st, "=", 1, &b) < 0 || st.nbits == 0))
+				break;
 		}
 	} else if (strcmp(enc, "quoted-printable") == 0) {
 		qp_state st;
