@@ -77,8 +77,8 @@ static int scram_hmac(const unsigned char *key, size_t key_len, const void *data
 	return 0;
 }
 
-int scram_keys_derive(const char *password, const char *salt_b64, uint32_t iterations,
-		      struct scram_keys *keys_r)
+int scram_keys_derive_client(const char *password, const char *salt_b64, uint32_t iterations,
+			     struct scram_keys *keys_r, unsigned char client_key_r[SCRAM_KEY_LEN])
 {
 	if (iterations < SCRAM_MIN_ITERATIONS || iterations > SCRAM_MAX_ITERATIONS ||
 	    strlen(salt_b64) >= sizeof(keys_r->salt_b64))
@@ -99,6 +99,8 @@ int scram_keys_derive(const char *password, const char *salt_b64, uint32_t itera
 	    scram_hmac(salted, sizeof(salted), "Server Key", 10, keys_r->server_key) < 0)
 		goto out;
 	SHA256(client_key, sizeof(client_key), keys_r->stored_key);
+	if (client_key_r != NULL)
+		memcpy(client_key_r, client_key, SCRAM_KEY_LEN);
 	snprintf(keys_r->salt_b64, sizeof(keys_r->salt_b64), "%s", salt_b64);
 	keys_r->iterations = iterations;
 	ret = 0;
@@ -107,6 +109,12 @@ out:
 	OPENSSL_cleanse(client_key, sizeof(client_key));
 	free(salt);
 	return ret;
+}
+
+int scram_keys_derive(const char *password, const char *salt_b64, uint32_t iterations,
+		      struct scram_keys *keys_r)
+{
+	return scram_keys_derive_client(password, salt_b64, iterations, keys_r, NULL);
 }
 
 int scram_keys_make(const char *password, uint32_t iterations, struct scram_keys *keys_r)

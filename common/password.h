@@ -31,6 +31,10 @@ int scram_keys_make(const char *password, uint32_t iterations, struct scram_keys
 /* Derives the keys for a given salt (client side and tests). */
 int scram_keys_derive(const char *password, const char *salt_b64, uint32_t iterations,
 		      struct scram_keys *keys_r);
+/* As scram_keys_derive, also giving ClientKey (the SCRAM client needs it to
+ * compute ClientProof; it is never stored). */
+int scram_keys_derive_client(const char *password, const char *salt_b64, uint32_t iterations,
+			     struct scram_keys *keys_r, unsigned char client_key_r[SCRAM_KEY_LEN]);
 /* Encodes keys as "iterations:salt:storedkey_b64:serverkey_b64" and back. */
 char *scram_keys_encode(const struct scram_keys *keys);
 int scram_keys_decode(const char *text, struct scram_keys *keys_r);
