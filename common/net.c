@@ -379,9 +379,11 @@ static void conn_write_cb(uv_write_t *req, int status)
 			conn_close_handles(c);
 		return;
 	}
-	if (c->drain_cb != NULL && conn_output_pending(c) < NET_OUTPUT_LOW_WATER)
-		conn_schedule(c);
 	conn_update_reading(c);
+	/* Under the low mark again: a waiting producer, or pipelined input held
+	 * back by conn_process_input, continues from the loop. */
+	if (!c->out_blocked && (c->drain_cb != NULL || c->in.len > c->in_off))
+		conn_schedule(c);
 }
 
 /* Hands bytes (owned by the callee from now on) to libuv. */
@@ -533,6 +535,12 @@ static void conn_process_input(conn *c)
 	static char empty[1];
 	unsigned events = 0;
 	while (c->state == CONN_OPEN && !c->paused) {
+		/* A peer that does not read gets no more answers until it does:
+		 * pipelined input waits (conn_write_cb resumes it). */
+		if (conn_output_pending(c) > NET_OUTPUT_HIGH_WATER) {
+			c->out_blocked = true;
+			break;
+		}
 		if (events >= NET_EVENTS_PER_WAKEUP) {
 			conn_schedule(c);
 			break;
@@ -638,7 +646,7 @@ static void conn_tls_input(conn *c, const char *data, size_t len)
 		}
 		if (n == 0)
 			break;
-		if (n == TLS_CLOSED) {
+		if (n == -TLS_CLOSED) {
 			c->eof = true;
 			break;
 		}

@@ -418,8 +418,9 @@ bool tls_session_established(const tls_session *s)
 /* Reads decrypted data, draining what OpenSSL already holds. */
 long tls_session_read(tls_session *s, char *out, size_t cap)
 {
+	/* tls.h: statuses come back negated so they never look like counts. */
 	if (s->state == TLS_STATE_CLOSED)
-		return TLS_CLOSED;
+		return -TLS_CLOSED;
 	if (s->state != TLS_STATE_ESTABLISHED)
 		return TLS_ERROR;
 	size_t got = 0;
@@ -439,7 +440,7 @@ long tls_session_read(tls_session *s, char *out, size_t cap)
 			s->state = TLS_STATE_CLOSED;
 			if (got > 0)
 				break;
-			return TLS_CLOSED;
+			return -TLS_CLOSED;
 		}
 		tls_session_fail(s, "read failed");
 		return got > 0 ? (long)got : TLS_ERROR;
