@@ -75,6 +75,7 @@
 /* Only this much of a message's start is parsed for header columns. */
 #define STORE_HEADER_SCAN_MAX (256 * 1024)
 #define STORE_CHUNK_SIZE (256 * 1024)
+#define STORE_SEARCH_NEEDLE_MAX 1024
 
 static const char *const store_migrations[] = {
 	/* 0 -> 1: the first schema. */
@@ -198,6 +199,7 @@ enum store_sql_id {
 	SQL_MSG_LIST_CHANGED,
 	SQL_MSG_LIST_DELETED,
 	SQL_MSG_LIST_IDS,
+	SQL_MSG_LIST_UIDS,
 	SQL_MSG_SET_FLAGS,
 	SQL_MSG_DELETE,
 	SQL_MSG_FIND_LIFECYCLE,
@@ -211,6 +213,11 @@ enum store_sql_id {
 	SQL_CACHE_PUT,
 	SQL_CACHE_COPY,
 	SQL_USAGE,
+	SQL_SEARCH_SUBJECT,
+	SQL_SEARCH_FROM,
+	SQL_SEARCH_TO,
+	SQL_SEARCH_CC,
+	SQL_SEARCH_BCC,
 	SQL_COUNT
 };
 
@@ -225,6 +232,13 @@ enum store_sql_id {
 	"m.uid, h.header_size, h.date, h.subject, h.from_, h.sender, h.reply_to, h.to_, "     \
 	"h.cc, h.bcc, h.in_reply_to, h.message_id_, h.references_, h.date_time, h.date_tz, " \
 	"h.subject_utf8, h.from_utf8, h.to_utf8, h.cc_utf8, h.bcc_utf8 "
+
+/* The raw or the decoded value of a header column containing ?2, a LIKE
+ * pattern (ASCII letters compare without case, as SEARCH wants). */
+#define SEARCH_SQL(raw, utf8)                                                                  \
+	"SELECT m.uid FROM messages m JOIN msg_headers h ON h.message_id = m.id "             \
+	"WHERE m.folder_id = ?1 AND (h." utf8 " LIKE ?2 ESCAPE '\\' OR h." raw               \
+	" LIKE ?2 ESCAPE '\\') ORDER BY m.uid"
 
 static const char *const store_sql[SQL_COUNT] = {
 	[SQL_MODSEQ_NEXT] = "UPDATE mailbox SET modseq = modseq + 1 RETURNING modseq",
@@ -284,6 +298,8 @@ static const char *const store_sql[SQL_COUNT] = {
 				 "AND (flags & 8) <> 0 ORDER BY uid",
 	[SQL_MSG_LIST_IDS] = "SELECT id, uid, body_id FROM messages WHERE folder_id = ?1 "
 			     "ORDER BY uid",
+	/* Answered from the (folder_id, uid) index alone. */
+	[SQL_MSG_LIST_UIDS] = "SELECT uid FROM messages WHERE folder_id = ?1 ORDER BY uid",
 	[SQL_MSG_SET_FLAGS] = "UPDATE messages SET flags = ?2, keywords = ?3, modseq = ?4 "
 			      "WHERE id = ?1",
 	[SQL_MSG_DELETE] = "DELETE FROM messages WHERE id = ?1",
@@ -313,6 +329,11 @@ static const char *const store_sql[SQL_COUNT] = {
 	[SQL_CACHE_COPY] = "INSERT INTO cache (message_id, key, value) SELECT ?2, key, value "
 			   "FROM cache WHERE message_id = ?1",
 	[SQL_USAGE] = "SELECT coalesce(sum(size), 0), coalesce(sum(messages), 0) FROM folders",
+	[SQL_SEARCH_SUBJECT] = SEARCH_SQL("subject", "subject_utf8"),
+	[SQL_SEARCH_FROM] = SEARCH_SQL("from_", "from_utf8"),
+	[SQL_SEARCH_TO] = SEARCH_SQL("to_", "to_utf8"),
+	[SQL_SEARCH_CC] = SEARCH_SQL("cc", "cc_utf8"),
+	[SQL_SEARCH_BCC] = SEARCH_SQL("bcc", "bcc_utf8"),
 };
 
 enum store_state { STORE_STATE_AUTOCOMMIT, STORE_STATE_TRANSACTION };
@@ -846,6 +867,8 @@ int store_folder_create(store *st, const char *name, enum store_special_use use)
 	int ret = store_folder_name_normalize(st, name, norm);
 	if (ret < 0)
 		return ret;
+	if (use == STORE_SPECIAL_INBOX || (unsigned)use > STORE_SPECIAL_ARCHIVE)
+		return store_fail(st, STORE_ERR_INVALID, "invalid special-use role");
 	if ((ret = store_write_begin(st)) < 0)
 		return ret;
 	ret = store_folder_create_parents(st, norm);
@@ -972,9 +995,12 @@ int store_folder_rename(store *st, const char *from, const char *to)
 		ret = store_folder_name_normalize(st, to, to_norm);
 	if (ret < 0)
 		return ret;
+	/* INBOX may move its messages to a child ("INBOX/old"); other folders
+	 * cannot become their own children. */
 	size_t from_len = strlen(from_norm);
+	bool from_inbox = strcmp(from_norm, "INBOX") == 0;
 	if (strncmp(to_norm, from_norm, from_len) == 0 &&
-	    (to_norm[from_len] == '\0' || to_norm[from_len] == '/'))
+	    (to_norm[from_len] == '\0' || (to_norm[from_len] == '/' && !from_inbox)))
 		return store_fail(st, STORE_ERR_INVALID, "cannot rename %s into itself", from_norm);
 	if ((ret = store_write_begin(st)) < 0)
 		return ret;
@@ -984,7 +1010,7 @@ int store_folder_rename(store *st, const char *from, const char *to)
 		ret = store_fail(st, STORE_ERR_EXISTS, "folder exists: %s", to_norm);
 	else if (ret == STORE_ERR_NOTFOUND)
 		ret = store_folder_row(st, from_norm, &row);
-	if (ret == 0 && strcmp(from_norm, "INBOX") == 0) {
+	if (ret == 0 && from_inbox) {
 		ret = store_folder_rename_inbox(st, to_norm);
 		return store_write_end(st, ret, true);
 	}
@@ -1142,6 +1168,9 @@ int store_open(const char *datadir, const char *address, store **st_r, char **er
 		store_close(&st);
 		return STORE_ERR_TEMP;
 	}
+	/* A 50 MB message passes through the WAL; do not keep the file that big
+	 * after a checkpoint. */
+	db_exec(st->db, "PRAGMA journal_size_limit = 67108864", NULL);
 	st->notify_fd = open(st->notify_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	if (st->notify_fd < 0) {
 		*err_r = xasprintf("cannot open %s: %s", st->notify_path, strerror(errno));
@@ -1334,17 +1363,12 @@ int store_msg_list_changed(store *st, const char *folder, uint64_t modseq,
 	return store_msg_list_run(st, stmt, 0, list_r, count_r);
 }
 
-int store_expunged_since(store *st, const char *folder, uint64_t modseq, uint32_t **uids_r,
-			 size_t *count_r)
+/* Runs a statement (already bound) whose first column is a UID into a new
+ * array. */
+static int store_uid_list_run(store *st, sqlite3_stmt *stmt, size_t hint, uint32_t **uids_r,
+			      size_t *count_r)
 {
-	struct folder_row row;
-	int ret = store_folder_open(st, folder, &row);
-	if (ret < 0)
-		return ret;
-	sqlite3_stmt *stmt = store_stmt(st, SQL_EXPUNGED_SINCE);
-	sqlite3_bind_int64(stmt, 1, row.id);
-	sqlite3_bind_int64(stmt, 2, (int64_t)modseq);
-	size_t count = 0, cap = 16;
+	size_t count = 0, cap = hint > 0 ? hint : 16;
 	uint32_t *uids = xmalloc(cap * sizeof(*uids));
 	int rc;
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
@@ -1357,11 +1381,38 @@ int store_expunged_since(store *st, const char *folder, uint64_t modseq, uint32_
 	store_stmt_done(stmt);
 	if (rc != SQLITE_DONE) {
 		free(uids);
-		return store_fail_sql(st, rc, "cannot list expunges");
+		return store_fail_sql(st, rc, "cannot list UIDs");
 	}
 	*uids_r = uids;
 	*count_r = count;
 	return 0;
+}
+
+int store_expunged_since(store *st, const char *folder, uint64_t modseq, uint32_t **uids_r,
+			 size_t *count_r)
+{
+	struct folder_row row;
+	int ret = store_folder_open(st, folder, &row);
+	if (ret < 0)
+		return ret;
+	sqlite3_stmt *stmt = store_stmt(st, SQL_EXPUNGED_SINCE);
+	sqlite3_bind_int64(stmt, 1, row.id);
+	sqlite3_bind_int64(stmt, 2, (int64_t)modseq);
+	return store_uid_list_run(st, stmt, 0, uids_r, count_r);
+}
+
+int store_uid_list(store *st, const char *folder, uint32_t **uids_r, size_t *count_r)
+{
+	struct store_folder f;
+	int ret = store_folder_get(st, folder, &f);
+	if (ret < 0)
+		return ret;
+	store_folder_free(&f);
+	if (f.noselect)
+		return store_fail(st, STORE_ERR_INVALID, "folder cannot hold messages");
+	sqlite3_stmt *stmt = store_stmt(st, SQL_MSG_LIST_UIDS);
+	sqlite3_bind_int64(stmt, 1, f.id);
+	return store_uid_list_run(st, stmt, (size_t)f.messages + 1, uids_r, count_r);
 }
 
 int store_msg_get(store *st, const char *folder, uint32_t uid, struct store_msg *msg_r)
@@ -2351,4 +2402,37 @@ int store_find_lifecycle(store *st, const char *lifecycle_id, char ***folders_r,
 	*uids_r = uids;
 	*count_r = count;
 	return 0;
+}
+
+int store_search_header(store *st, const char *folder, enum store_search_field field,
+			const char *needle, uint32_t **uids_r, size_t *count_r)
+{
+	static const enum store_sql_id by_field[] = {
+		[STORE_SEARCH_SUBJECT] = SQL_SEARCH_SUBJECT, [STORE_SEARCH_FROM] = SQL_SEARCH_FROM,
+		[STORE_SEARCH_TO] = SQL_SEARCH_TO,           [STORE_SEARCH_CC] = SQL_SEARCH_CC,
+		[STORE_SEARCH_BCC] = SQL_SEARCH_BCC,
+	};
+	if ((unsigned)field >= sizeof(by_field) / sizeof(by_field[0]))
+		return store_fail(st, STORE_ERR_INVALID, "unknown search field");
+	if (strlen(needle) > STORE_SEARCH_NEEDLE_MAX)
+		return store_fail(st, STORE_ERR_INVALID, "search string too long");
+	struct folder_row row;
+	int ret = store_folder_open(st, folder, &row);
+	if (ret < 0)
+		return ret;
+	/* '%', '_' and the escape itself match only themselves. */
+	buf_t pattern = BUF_INIT;
+	buf_append_char(&pattern, '%');
+	for (const char *p = needle; *p != '\0'; p++) {
+		if (*p == '%' || *p == '_' || *p == '\\')
+			buf_append_char(&pattern, '\\');
+		buf_append_char(&pattern, *p);
+	}
+	buf_append_char(&pattern, '%');
+	sqlite3_stmt *stmt = store_stmt(st, by_field[field]);
+	sqlite3_bind_int64(stmt, 1, row.id);
+	sqlite3_bind_text(stmt, 2, buf_cstr(&pattern), (int)pattern.len, SQLITE_STATIC);
+	ret = store_uid_list_run(st, stmt, 0, uids_r, count_r);
+	buf_free(&pattern);
+	return ret;
 }

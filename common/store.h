@@ -135,6 +135,9 @@ void store_append_abort(store_appender **a);
 
 /* All messages of a folder in UID order, without bodies. */
 int store_msg_list(store *st, const char *folder, struct store_msg **list_r, size_t *count_r);
+/* Only the UIDs of a folder, ascending, read from the index alone: the
+ * cheap way to build a sequence-number map at SELECT. Caller frees. */
+int store_uid_list(store *st, const char *folder, uint32_t **uids_r, size_t *count_r);
 /* Messages whose MODSEQ > modseq (flag changes and new messages). */
 int store_msg_list_changed(store *st, const char *folder, uint64_t modseq,
 			   struct store_msg **list_r, size_t *count_r);
@@ -229,6 +232,21 @@ int store_msg_headers_list(store *st, const char *folder, struct store_msg_heade
 			   size_t *count_r);
 void store_msg_headers_free(struct store_msg_headers *h);
 void store_msg_headers_list_free(struct store_msg_headers *list, size_t count);
+
+/* Header fields store_search_header looks in. */
+enum store_search_field {
+	STORE_SEARCH_SUBJECT,
+	STORE_SEARCH_FROM,
+	STORE_SEARCH_TO,
+	STORE_SEARCH_CC,
+	STORE_SEARCH_BCC,
+};
+/* UIDs (ascending) of the messages whose field, raw or decoded, contains
+ * needle, ASCII letters compared without case (RFC 3501 6.4.4 SUBJECT, FROM,
+ * TO, CC, BCC), answered from the parsed columns without reading bodies.
+ * needle is at most 1024 bytes (else STORE_ERR_INVALID). Caller frees. */
+int store_search_header(store *st, const char *folder, enum store_search_field field,
+			const char *needle, uint32_t **uids_r, size_t *count_r);
 
 /* Sets how long a call waits for another process's write lock before it
  * fails with STORE_ERR_TEMP (default DB_BUSY_TIMEOUT_MS). */

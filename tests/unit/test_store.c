@@ -254,6 +254,11 @@ static void test_folder_create(void **state)
 	f = get_folder(st, "Old Mail");
 	assert_int_equal(f.special_use, STORE_SPECIAL_ARCHIVE);
 	store_folder_free(&f);
+	/* Only INBOX is INBOX. */
+	assert_int_equal(store_folder_create(st, "Second", STORE_SPECIAL_INBOX),
+			 STORE_ERR_INVALID);
+	assert_int_equal(store_folder_create(st, "Third", (enum store_special_use)99),
+			 STORE_ERR_INVALID);
 	store_close(&st);
 }
 
@@ -281,6 +286,15 @@ static void test_uid_rules(void **state)
 	free(removed);
 	/* UID 3 is never handed out again. */
 	assert_int_equal(append_sample(st, "Box", 0), 4);
+	uint32_t *all = NULL;
+	size_t all_count = 0;
+	assert_int_equal(store_uid_list(st, "Box", &all, &all_count), 0);
+	assert_int_equal(all_count, 3);
+	assert_int_equal(all[0], 1);
+	assert_int_equal(all[1], 2);
+	assert_int_equal(all[2], 4);
+	free(all);
+	assert_int_equal(store_uid_list(st, "Nope", &all, &all_count), STORE_ERR_NOTFOUND);
 	f = get_folder(st, "Box");
 	assert_int_equal(f.uidnext, 5);
 	assert_int_equal(f.messages, 3);
@@ -728,6 +742,12 @@ static void test_rename(void **state)
 	store_folder_free(&f);
 	/* New mail still goes to INBOX, with UIDs never reused. */
 	assert_int_equal(append_sample(st, "INBOX", 0), b + 1);
+	/* INBOX may move its messages to a child of its own. */
+	assert_int_equal(store_folder_rename(st, "INBOX", "INBOX/2024"), 0);
+	f = get_folder(st, "INBOX/2024");
+	assert_int_equal(f.messages, 1);
+	store_folder_free(&f);
+	assert_int_equal(store_folder_rename(st, "INBOX", "INBOX"), STORE_ERR_INVALID);
 	store_close(&st);
 }
 
@@ -1112,6 +1132,64 @@ static void test_cache(void **state)
 	store_close(&st);
 }
 
+/* SEARCH on parsed header columns: raw and decoded, ASCII case ignored,
+ * LIKE wildcards taken literally. */
+static void test_search_header(void **state)
+{
+	(void)state;
+	store *st = open_store();
+	uint32_t a = append_sample(st, "INBOX", 0);
+	static const char other[] = "From: Bob <bob@example.test>\r\n"
+				    "To: alice@example.test\r\n"
+				    "Subject: 100% off_sale\r\n\r\nbody\r\n";
+	uint32_t b = 0;
+	assert_int_equal(store_append(st, "INBOX", other, strlen(other), 0, NULL, 0, NULL, &b,
+				      NULL), 0);
+	static const struct {
+		enum store_search_field field;
+		const char *needle;
+		size_t count;
+		uint32_t first;
+	} cases[] = {
+		{STORE_SEARCH_SUBJECT, "CAF\xc3\x89", 0, 0}, /* \xc3\x89 is not \xc3\xa9 */
+		{STORE_SEARCH_SUBJECT, "CAF\xc3\xa9", 1, 1}, /* ASCII letters fold */
+		{STORE_SEARCH_SUBJECT, "caf\xc3\xa9", 1, 1},
+		{STORE_SEARCH_SUBJECT, "TIME", 1, 1},
+		{STORE_SEARCH_SUBJECT, "=?utf-8?q?", 1, 1},   /* the raw value counts too */
+		{STORE_SEARCH_SUBJECT, "100%", 1, 2},
+		{STORE_SEARCH_SUBJECT, "0%_o", 0, 0},
+		{STORE_SEARCH_SUBJECT, "f_s", 1, 2},
+		{STORE_SEARCH_SUBJECT, "_", 1, 2},
+		{STORE_SEARCH_SUBJECT, "", 2, 1},
+		{STORE_SEARCH_FROM, "alice", 1, 1},
+		{STORE_SEARCH_TO, "alice", 1, 2},
+		{STORE_SEARCH_CC, "carol", 1, 1},
+		{STORE_SEARCH_BCC, "x", 0, 0},
+		{STORE_SEARCH_FROM, "' OR 1=1 --", 0, 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint32_t *uids = NULL;
+		size_t count = 0;
+		assert_int_equal(store_search_header(st, "INBOX", cases[i].field, cases[i].needle,
+						     &uids, &count), 0);
+		if (count != cases[i].count)
+			fail_msg("case %zu: %zu hits, expected %zu", i, count, cases[i].count);
+		if (count > 0)
+			assert_int_equal(uids[0], cases[i].first == 1 ? a : b);
+		free(uids);
+	}
+	char long_needle[2000];
+	memset(long_needle, 'x', sizeof(long_needle) - 1);
+	long_needle[sizeof(long_needle) - 1] = '\0';
+	uint32_t *uids = NULL;
+	size_t count = 0;
+	assert_int_equal(store_search_header(st, "INBOX", STORE_SEARCH_TO, long_needle, &uids,
+					     &count), STORE_ERR_INVALID);
+	assert_int_equal(store_search_header(st, "Nope", STORE_SEARCH_TO, "x", &uids, &count),
+			 STORE_ERR_NOTFOUND);
+	store_close(&st);
+}
+
 /* Seconds on the monotonic clock. */
 static double now_seconds(void)
 {
@@ -1140,19 +1218,37 @@ static void test_large_folder_timing(void **state)
 	st = open_store();
 	double t2 = now_seconds();
 	struct store_folder f = get_folder(st, "INBOX");
-	double t3 = now_seconds();
+	double select_ms = (now_seconds() - t2) * 1e3;
 	assert_int_equal(f.messages, count);
 	store_folder_free(&f);
+
+	double t = now_seconds();
 	struct store_msg *list = NULL;
 	size_t n = 0;
 	assert_int_equal(store_msg_list(st, "INBOX", &list, &n), 0);
-	double t4 = now_seconds();
+	double list_ms = (now_seconds() - t) * 1e3;
 	assert_int_equal(n, count);
 	assert_int_equal(list[count - 1].uid, count);
 	store_msg_list_free(list, n);
-	printf("# store: %u appends in one transaction %.0f ms; folder_get %.3f ms; "
-	       "msg_list (UID+flags) of %u %.0f ms\n", count, (t1 - t0) * 1e3, (t3 - t2) * 1e3,
-	       count, (t4 - t3) * 1e3);
+
+	t = now_seconds();
+	uint32_t *uids = NULL;
+	assert_int_equal(store_uid_list(st, "INBOX", &uids, &n), 0);
+	double uids_ms = (now_seconds() - t) * 1e3;
+	assert_int_equal(n, count);
+	assert_int_equal(uids[0], 1);
+	assert_int_equal(uids[count - 1], count);
+	free(uids);
+
+	t = now_seconds();
+	assert_int_equal(store_search_header(st, "INBOX", STORE_SEARCH_SUBJECT, "nothing", &uids,
+					     &n), 0);
+	double search_ms = (now_seconds() - t) * 1e3;
+	assert_int_equal(n, 0);
+	free(uids);
+	printf("# store (%u messages): appends in one transaction %.0f ms; folder_get %.3f ms; "
+	       "msg_list (UID+flags) %.0f ms; uid_list %.0f ms; search subject %.0f ms\n",
+	       count, (t1 - t0) * 1e3, select_ms, list_ms, uids_ms, search_ms);
 	store_close(&st);
 }
 
@@ -1177,6 +1273,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_notify, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_temp_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_search_header, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_large_folder_timing, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
