@@ -1,0 +1,217 @@
+/* imap_append.c: APPEND (RFC 3501 6.3.11) with UIDPLUS (RFC 4315 APPENDUID),
+ * LITERAL+ (7888) and APPENDLIMIT (7889).
+ *
+ * The message literal is never held in memory: when the parser meets the
+ * literal header of an APPEND, imap_append_literal checks the mailbox, flags,
+ * date and size first (so a refused message is refused before the client
+ * sends it), opens a streaming appender in the store, and the literal's bytes
+ * go straight to it. When the command line ends, imap_cmd_append finishes
+ * the appender (durable) and answers with the new UID.
+ *
+ * States of s->append: NULL -> STREAMING (bytes arriving) -> COMPLETE (all
+ * bytes in; or failed with an error kept for the reply) -> NULL at the reply. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "imap_utf7.h"
+#include "imapd.h"
+#include "log.h"
+
+struct imap_append_ctx {
+	store_appender *appender;
+	char *folder;
+	char *lifecycle_id;
+	uint64_t size;
+	uint64_t received;
+	bool complete;
+	int error;            /* a store error while streaming, or 0 */
+};
+
+/* Frees the append context, aborting an unfinished appender. */
+static void append_free(struct imap_append_ctx **ap)
+{
+	struct imap_append_ctx *a = *ap;
+	if (a == NULL)
+		return;
+	if (a->appender != NULL)
+		store_append_abort(&a->appender);
+	free(a->folder);
+	free(a->lifecycle_id);
+	free(a);
+	*ap = NULL;
+}
+
+void imap_append_abort(struct imap_session *s)
+{
+	append_free(&s->append);
+}
+
+/* Parses an IMAP date-time "dd-Mon-yyyy hh:mm:ss +zzzz" (RFC 3501 9). */
+static int append_parse_date(const char *text, int64_t *time_r)
+{
+	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	char mon[4];
+	int day, year, hh, mm, ss, zone;
+	char sign;
+	if (strlen(text) > 26 ||
+	    sscanf(text, "%2d-%3c-%4d %2d:%2d:%2d %c%4d", &day, mon, &year, &hh, &mm, &ss, &sign,
+		   &zone) != 8)
+		return -1;
+	mon[3] = '\0';
+	const char *m = strcasestr(months, mon);
+	if (m == NULL || (m - months) % 3 != 0 || day < 1 || day > 31 || year < 1900 ||
+	    year > 9999 || hh > 23 || mm > 59 || ss > 60 || (sign != '+' && sign != '-') ||
+	    zone > 2359 || hh < 0 || mm < 0 || ss < 0 || zone < 0)
+		return -1;
+	int month = (int)(m - months) / 3;
+	/* Days from 1970-01-01 to the date (proleptic Gregorian). */
+	int y = year - (month < 2);
+	int era = (y >= 0 ? y : y - 399) / 400;
+	int yoe = y - era * 400;
+	int mp = (month + 9) % 12;
+	int doy = (153 * mp + 2) / 5 + day - 1;
+	int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	int64_t days = (int64_t)era * 146097 + doe - 719468;
+	int offset = (zone / 100) * 60 + zone % 100;
+	if (sign == '-')
+		offset = -offset;
+	*time_r = days * 86400 + hh * 3600 + mm * 60 + ss - (int64_t)offset * 60;
+	return 0;
+}
+
+/* Refuses an APPEND at its literal header: the reply, then the parser reset. */
+static int append_refuse(struct imap_session *s, const char *tag, bool sync, uint64_t size,
+			 const char *status, const char *text)
+{
+	imap_send(s, "%s %s %s", tag, status, text);
+	imap_parser_reset(s->parser);
+	if (!sync) {
+		/* The client sends the bytes anyway: drop them, or hang up if huge. */
+		if (size > s->server->max_literal) {
+			imap_send(s, "* BYE Literal too large");
+			conn_close(s->c);
+		} else if (size > 0) {
+			s->discard_left = size;
+			s->input = IMAP_INPUT_DISCARD;
+			conn_read_bytes(s->c, size);
+		}
+	}
+	return -1;
+}
+
+int imap_append_literal(struct imap_session *s, uint64_t size, bool sync)
+{
+	size_t count;
+	const struct imap_arg *args = imap_parser_args(s->parser, &count);
+	const char *tag = imap_parser_tag(s->parser);
+	if (tag == NULL || count < 3 || !imap_arg_atom_is(&args[1], "APPEND") ||
+	    imap_parser_depth(s->parser) != 0 || s->state == IMAP_STATE_NOT_AUTHENTICATED)
+		return 0;
+	const struct imap_arg *mailbox = &args[2];
+	uint32_t flags = 0;
+	char *keywords = NULL;
+	int64_t date = 0;
+	size_t i = 3;
+	if (i < count && args[i].type == IMAP_ARG_LIST) {
+		if (imap_parse_flags(&args[i], &flags, &keywords) < 0)
+			return append_refuse(s, tag, sync, size, "BAD", "Invalid flags");
+		i++;
+	}
+	if (i < count) {
+		const char *d = imap_arg_string(&args[i]);
+		if (args[i].type != IMAP_ARG_QUOTED || d == NULL || append_parse_date(d, &date) < 0) {
+			free(keywords);
+			return append_refuse(s, tag, sync, size, "BAD", "Invalid date-time");
+		}
+		i++;
+	}
+	if (i != count) {
+		free(keywords);
+		return append_refuse(s, tag, sync, size, "BAD", "Invalid APPEND arguments");
+	}
+	if (size > s->server->max_literal) {
+		free(keywords);
+		return append_refuse(s, tag, sync, size, "NO", "[TOOBIG] Message too large");
+	}
+	if (size == 0) {
+		free(keywords);
+		return append_refuse(s, tag, sync, size, "NO", "Empty message");
+	}
+	/* The mailbox name, checked as imap_arg_mailbox does, without finishing a command. */
+	const char *wire = imap_arg_string(mailbox);
+	char *folder = NULL;
+	if (wire == NULL || !imap_arg_string_clean(mailbox) || imap_utf7_decode(wire, &folder) < 0) {
+		free(keywords);
+		return append_refuse(s, tag, sync, size, "BAD", "Invalid mailbox name");
+	}
+	if (strncasecmp(folder, "INBOX", 5) == 0 && (folder[5] == '\0' || folder[5] == '/'))
+		memcpy(folder, "INBOX", 5);
+	if (!store_folder_name_valid(folder)) {
+		free(keywords);
+		free(folder);
+		return append_refuse(s, tag, sync, size, "NO", "[CANNOT] Invalid mailbox name");
+	}
+	if (date == 0)
+		date = (int64_t)time(NULL);
+	struct imap_append_ctx *a = xcalloc(1, sizeof(*a));
+	a->folder = folder;
+	a->size = size;
+	a->lifecycle_id = lifecycle_id_new();
+	int ret = store_append_start(s->ms->st, folder, size, flags, keywords, date,
+				     a->lifecycle_id, &a->appender);
+	free(keywords);
+	if (ret < 0) {
+		append_free(&a);
+		if (ret == STORE_ERR_NOTFOUND)
+			return append_refuse(s, tag, sync, size, "NO",
+					     "[TRYCREATE] Mailbox does not exist");
+		return append_refuse(s, tag, sync, size, "NO",
+				     "[UNAVAILABLE] Cannot append now, try again");
+	}
+	s->append = a;
+	return 1;
+}
+
+void imap_append_bytes(struct imap_session *s, const char *data, size_t len, bool last)
+{
+	struct imap_append_ctx *a = s->append;
+	if (a == NULL)
+		return;
+	if (a->error == 0 && len > 0 && store_append_write(a->appender, data, len) < 0)
+		a->error = STORE_ERR_TEMP;
+	a->received += len;
+	if (last) {
+		a->complete = true;
+		s->input = IMAP_INPUT_COMMAND; /* the rest of the command line follows */
+	}
+}
+
+void imap_cmd_append(struct imap_session *s, struct imap_cmd *cmd)
+{
+	struct imap_append_ctx *a = s->append;
+	if (a == NULL || !a->complete || cmd->count < 2 ||
+	    cmd->args[cmd->count - 1].type != IMAP_ARG_LITERAL_EXTERNAL) {
+		append_free(&s->append);
+		imap_cmd_finish(s, cmd, "BAD", "APPEND takes a mailbox, flags, a date and a literal");
+		return;
+	}
+	if (a->error != 0) {
+		append_free(&s->append);
+		imap_cmd_finish(s, cmd, "NO", "[UNAVAILABLE] Cannot append now, try again");
+		return;
+	}
+	uint32_t uid = 0, uidvalidity = 0;
+	int ret = store_append_finish(&a->appender, &uid, &uidvalidity);
+	if (ret < 0) {
+		append_free(&s->append);
+		imap_cmd_store_error(s, cmd, ret, "Cannot append");
+		return;
+	}
+	log_event(a->lifecycle_id, "appended", "user", s->user, "proto", "imap", "folder",
+		  a->folder, NULL);
+	append_free(&s->append);
+	imap_cmd_finish(s, cmd, "OK", "[APPENDUID %u %u] APPEND completed", uidvalidity, uid);
+}

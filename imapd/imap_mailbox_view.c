@@ -1,0 +1,406 @@
+/* imap_mailbox_view.c: the selected mailbox as one session sees it, and
+ * SELECT, EXAMINE, CLOSE, UNSELECT, CHECK.
+ *
+ * The view is the list of UIDs in sequence order (sequence number = index + 1).
+ * Others change the folder at any time; the view follows them only in
+ * imap_view_sync, at the points RFC 3501 7.4.1 allows: EXISTS/RECENT and
+ * FETCH FLAGS after any command, EXPUNGE only after commands other than
+ * FETCH, STORE and SEARCH by sequence number (and in IDLE). Until then an
+ * expunged message stays in the view, so sequence numbers never shift under
+ * the client.
+ *
+ * Invariants: uids ascend strictly; known_modseq and expunge_modseq only grow;
+ * a change with MODSEQ above known_modseq that was already reported (by this
+ * sync or by this session's own STORE) is listed in `reported` so it is not
+ * reported twice. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "imapd.h"
+#include "log.h"
+
+void imap_view_free(struct imap_view **vp)
+{
+	struct imap_view *v = *vp;
+	if (v == NULL)
+		return;
+	free(v->folder);
+	free(v->uids);
+	free(v->recent_uids);
+	free(v->reported);
+	free(v);
+	*vp = NULL;
+}
+
+long imap_view_find_uid(const struct imap_view *v, uint32_t uid)
+{
+	size_t lo = 0, hi = v->count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (v->uids[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < v->count && v->uids[lo] == uid ? (long)lo : -1;
+}
+
+/* The first index whose UID is >= uid. */
+static size_t view_lower_bound(const struct imap_view *v, uint32_t uid)
+{
+	size_t lo = 0, hi = v->count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (v->uids[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+bool imap_view_is_recent(const struct imap_view *v, uint32_t uid)
+{
+	for (size_t i = 0; i < v->recent_len; i++) {
+		if (v->recent_uids[i] == uid)
+			return true;
+	}
+	return false;
+}
+
+/* Appends a UID at the end of the view. */
+static void view_push_uid(struct imap_view *v, uint32_t uid)
+{
+	if (v->count == v->cap) {
+		v->cap = v->cap == 0 ? 64 : v->cap * 2;
+		v->uids = xrealloc(v->uids, v->cap * sizeof(*v->uids));
+	}
+	v->uids[v->count++] = uid;
+}
+
+/* Marks a UID as \Recent for this session. */
+static void view_add_recent(struct imap_view *v, uint32_t uid)
+{
+	v->recent_uids = xrealloc(v->recent_uids, (v->recent_len + 1) * sizeof(*v->recent_uids));
+	v->recent_uids[v->recent_len++] = uid;
+}
+
+void imap_view_note_reported(struct imap_view *v, uint32_t uid, uint64_t modseq)
+{
+	if (modseq <= v->known_modseq)
+		return;
+	if (v->reported_count == v->reported_cap) {
+		v->reported_cap = v->reported_cap == 0 ? 16 : v->reported_cap * 2;
+		v->reported = xrealloc(v->reported, v->reported_cap * sizeof(*v->reported));
+	}
+	v->reported[v->reported_count].uid = uid;
+	v->reported[v->reported_count].modseq = modseq;
+	v->reported_count++;
+}
+
+/* Whether this change was already reported. */
+static bool view_was_reported(const struct imap_view *v, uint32_t uid, uint64_t modseq)
+{
+	for (size_t i = 0; i < v->reported_count; i++) {
+		if (v->reported[i].uid == uid && v->reported[i].modseq == modseq)
+			return true;
+	}
+	return false;
+}
+
+/* Forgets reported changes at or below known_modseq. */
+static void view_prune_reported(struct imap_view *v)
+{
+	size_t out = 0;
+	for (size_t i = 0; i < v->reported_count; i++) {
+		if (v->reported[i].modseq > v->known_modseq)
+			v->reported[out++] = v->reported[i];
+	}
+	v->reported_count = out;
+}
+
+void imap_view_expunged(struct imap_session *s, uint32_t uid)
+{
+	struct imap_view *v = s->view;
+	long idx = imap_view_find_uid(v, uid);
+	if (idx < 0)
+		return;
+	imap_send(s, "* %ld EXPUNGE", idx + 1);
+	memmove(&v->uids[idx], &v->uids[idx + 1], (v->count - (size_t)idx - 1) * sizeof(*v->uids));
+	v->count--;
+	for (size_t i = 0; i < v->recent_len; i++) {
+		if (v->recent_uids[i] == uid) {
+			v->recent_uids[i] = v->recent_uids[--v->recent_len];
+			break;
+		}
+	}
+}
+
+void imap_view_sync(struct imap_session *s, bool allow_expunge)
+{
+	struct imap_view *v = s->view;
+	store *st = s->ms->st;
+	struct store_folder f;
+	if (v == NULL || store_folder_get(st, v->folder, &f) < 0)
+		return;
+	uint64_t high = f.highestmodseq;
+	store_folder_free(&f);
+	bool expunges_due = allow_expunge && v->expunge_modseq < high;
+	if (high <= v->known_modseq && !expunges_due)
+		return;
+	if (expunges_due) {
+		uint32_t *gone = NULL;
+		size_t gone_count = 0;
+		if (store_expunged_since(st, v->folder, v->expunge_modseq, &gone, &gone_count) == 0) {
+			for (size_t i = 0; i < gone_count; i++)
+				imap_view_expunged(s, gone[i]);
+			free(gone);
+			v->expunge_modseq = high;
+		}
+	}
+	if (high <= v->known_modseq)
+		return;
+	struct store_msg *list = NULL;
+	size_t count = 0;
+	if (store_msg_list_changed(st, v->folder, v->known_modseq, &list, &count) < 0)
+		return;
+	size_t old_count = v->count;
+	bool claimed_recent = false;
+	buf_t b = BUF_INIT;
+	for (size_t i = 0; i < count; i++) {
+		struct store_msg *m = &list[i];
+		if (view_was_reported(v, m->uid, m->modseq))
+			continue;
+		long idx = imap_view_find_uid(v, m->uid);
+		if (idx < 0 || (size_t)idx >= old_count) {
+			if (idx < 0 && (v->count == 0 || m->uid > v->uids[v->count - 1])) {
+				view_push_uid(v, m->uid);
+				if (m->recent && !v->readonly) {
+					view_add_recent(v, m->uid);
+					claimed_recent = true;
+				}
+			}
+		} else {
+			buf_reset(&b);
+			buf_printf(&b, "* %ld FETCH (", idx + 1);
+			if (s->cmd.uid)
+				buf_printf(&b, "UID %u ", m->uid);
+			buf_append_str(&b, "FLAGS ");
+			imap_format_flags(&b, m->flags, m->keywords, imap_view_is_recent(v, m->uid));
+			if (s->condstore)
+				buf_printf(&b, " MODSEQ (%llu)", (unsigned long long)m->modseq);
+			buf_append_str(&b, ")\r\n");
+			conn_write(s->c, b.data, b.len);
+		}
+		if (m->modseq > high)
+			imap_view_note_reported(v, m->uid, m->modseq);
+	}
+	buf_free(&b);
+	store_msg_list_free(list, count);
+	if (claimed_recent)
+		(void)store_folder_clear_recent(st, v->folder);
+	if (v->count != old_count) {
+		imap_send(s, "* %zu EXISTS", v->count);
+		imap_send(s, "* %zu RECENT", v->recent_len);
+	}
+	v->known_modseq = high;
+	view_prune_reported(v);
+}
+
+void imap_view_changed(struct imap_session *s)
+{
+	if (s->input == IMAP_INPUT_IDLE && s->state == IMAP_STATE_SELECTED && s->view != NULL) {
+		imap_view_sync(s, true);
+		conn_flush(s->c);
+	} else {
+		s->idle_dirty = true;
+	}
+}
+
+int imap_view_resolve(struct imap_view *v, const char *set_text, bool uid, size_t **idx_r,
+		      size_t *count_r, char **err_r)
+{
+	struct imap_seqset set;
+	*idx_r = NULL;
+	*count_r = 0;
+	if (set_text == NULL) {
+		*err_r = xstrdup("Invalid sequence set");
+		return -1;
+	}
+	if (imap_seqset_parse(set_text, &set, err_r) < 0)
+		return -1;
+	unsigned char *mark = xcalloc(v->count / 8 + 1, 1);
+	uint32_t star = uid ? (v->count > 0 ? v->uids[v->count - 1] : 0) : (uint32_t)v->count;
+	for (size_t r = 0; r < set.count; r++) {
+		uint32_t lo, hi;
+		imap_seqrange_resolve(&set.ranges[r], star, &lo, &hi);
+		if (uid) {
+			/* UID ranges may name UIDs that do not exist: they match nothing. */
+			for (size_t i = view_lower_bound(v, lo); i < v->count && v->uids[i] <= hi; i++)
+				mark[i / 8] |= (unsigned char)(1u << (i % 8));
+			continue;
+		}
+		if (lo == 0 || hi > v->count) {
+			free(mark);
+			imap_seqset_free(&set);
+			*err_r = xstrdup("Invalid message sequence number");
+			return -1;
+		}
+		for (uint32_t n = lo; n <= hi; n++) {
+			mark[(n - 1) / 8] |= (unsigned char)(1u << ((n - 1) % 8));
+			if (n == UINT32_MAX)
+				break;
+		}
+	}
+	imap_seqset_free(&set);
+	size_t n = 0;
+	for (size_t i = 0; i < v->count; i++)
+		n += (mark[i / 8] >> (i % 8)) & 1;
+	size_t *idx = xmalloc((n + 1) * sizeof(*idx));
+	n = 0;
+	for (size_t i = 0; i < v->count; i++) {
+		if ((mark[i / 8] >> (i % 8)) & 1)
+			idx[n++] = i;
+	}
+	free(mark);
+	*idx_r = idx;
+	*count_r = n;
+	return 0;
+}
+
+/* Leaves the selected state (without expunging). */
+static void view_deselect(struct imap_session *s)
+{
+	imap_view_free(&s->view);
+	if (s->state == IMAP_STATE_SELECTED)
+		imap_session_enter(s, IMAP_STATE_AUTHENTICATED);
+}
+
+/* SELECT and EXAMINE (RFC 3501 6.3.1, 6.3.2; CONDSTORE parameter, RFC 7162). */
+static void view_select(struct imap_session *s, struct imap_cmd *cmd, bool readonly)
+{
+	if (cmd->count < 1 || cmd->count > 2 ||
+	    (cmd->count == 2 && cmd->args[1].type != IMAP_ARG_LIST)) {
+		imap_cmd_finish(s, cmd, "BAD", "%s takes a mailbox name", cmd->name);
+		return;
+	}
+	if (cmd->count == 2) {
+		const struct imap_arg *params = &cmd->args[1];
+		for (size_t i = 0; i < params->count; i++) {
+			if (!imap_arg_atom_is(&params->children[i], "CONDSTORE")) {
+				imap_cmd_finish(s, cmd, "BAD", "Unknown %s parameter", cmd->name);
+				return;
+			}
+			s->condstore = true;
+		}
+	}
+	if (s->state == IMAP_STATE_SELECTED) {
+		view_deselect(s);
+		imap_send(s, "* OK [CLOSED] Previous mailbox closed");
+	}
+	char *name = imap_arg_mailbox(s, cmd, &cmd->args[0]);
+	if (name == NULL)
+		return;
+	store *st = s->ms->st;
+	struct store_folder f;
+	int ret = store_folder_get(st, name, &f);
+	if (ret < 0) {
+		free(name);
+		imap_cmd_store_error(s, cmd, ret, "Mailbox does not exist");
+		return;
+	}
+	if (f.noselect) {
+		store_folder_free(&f);
+		free(name);
+		imap_cmd_finish(s, cmd, "NO", "[CANNOT] Mailbox cannot be selected");
+		return;
+	}
+	struct store_msg *list = NULL;
+	size_t count = 0;
+	ret = store_msg_list(st, name, &list, &count);
+	if (ret < 0) {
+		store_folder_free(&f);
+		free(name);
+		imap_cmd_store_error(s, cmd, ret, "Cannot read the mailbox");
+		return;
+	}
+	struct imap_view *v = xcalloc(1, sizeof(*v));
+	v->folder = name;
+	v->readonly = readonly;
+	v->uidvalidity = f.uidvalidity;
+	v->known_modseq = f.highestmodseq;
+	v->expunge_modseq = f.highestmodseq;
+	v->cap = count > 0 ? count : 16;
+	v->uids = xmalloc(v->cap * sizeof(*v->uids));
+	size_t first_unseen = 0;
+	for (size_t i = 0; i < count; i++) {
+		v->uids[v->count++] = list[i].uid;
+		if (list[i].recent && !readonly)
+			view_add_recent(v, list[i].uid);
+		if (first_unseen == 0 && !(list[i].flags & STORE_FLAG_SEEN))
+			first_unseen = i + 1;
+	}
+	store_msg_list_free(list, count);
+	if (!readonly && v->recent_len > 0)
+		(void)store_folder_clear_recent(st, name);
+	s->view = v;
+	imap_session_enter(s, IMAP_STATE_SELECTED);
+	imap_send(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
+	imap_send(s, "* OK [PERMANENTFLAGS (%s)] Flags permitted",
+		  readonly ? "" : "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*");
+	imap_send(s, "* %zu EXISTS", v->count);
+	imap_send(s, "* %zu RECENT", v->recent_len);
+	if (first_unseen > 0)
+		imap_send(s, "* OK [UNSEEN %zu] First unseen", first_unseen);
+	imap_send(s, "* OK [UIDVALIDITY %u] UIDs valid", f.uidvalidity);
+	imap_send(s, "* OK [UIDNEXT %u] Predicted next UID", f.uidnext);
+	imap_send(s, "* OK [HIGHESTMODSEQ %llu] Highest", (unsigned long long)f.highestmodseq);
+	store_folder_free(&f);
+	imap_cmd_finish(s, cmd, "OK", "[%s] %s completed", readonly ? "READ-ONLY" : "READ-WRITE",
+			cmd->name);
+}
+
+void imap_cmd_select(struct imap_session *s, struct imap_cmd *cmd)
+{
+	view_select(s, cmd, false);
+}
+
+void imap_cmd_examine(struct imap_session *s, struct imap_cmd *cmd)
+{
+	view_select(s, cmd, true);
+}
+
+/* CLOSE (6.4.2): expunges \Deleted messages silently unless read-only. */
+void imap_cmd_close(struct imap_session *s, struct imap_cmd *cmd)
+{
+	if (cmd->count != 0) {
+		imap_cmd_finish(s, cmd, "BAD", "CLOSE takes no arguments");
+		return;
+	}
+	struct imap_view *v = s->view;
+	if (!v->readonly)
+		(void)imap_store_expunge(s, NULL, 0, false);
+	view_deselect(s);
+	imap_cmd_finish(s, cmd, "OK", "CLOSE completed");
+}
+
+/* UNSELECT (RFC 3691): leaves the mailbox without expunging. */
+void imap_cmd_unselect(struct imap_session *s, struct imap_cmd *cmd)
+{
+	if (cmd->count != 0) {
+		imap_cmd_finish(s, cmd, "BAD", "UNSELECT takes no arguments");
+		return;
+	}
+	view_deselect(s);
+	imap_cmd_finish(s, cmd, "OK", "UNSELECT completed");
+}
+
+/* CHECK (6.4.1): every change is already durable; the reply carries updates. */
+void imap_cmd_check(struct imap_session *s, struct imap_cmd *cmd)
+{
+	if (cmd->count != 0) {
+		imap_cmd_finish(s, cmd, "BAD", "CHECK takes no arguments");
+		return;
+	}
+	imap_cmd_finish(s, cmd, "OK", "CHECK completed");
+}
