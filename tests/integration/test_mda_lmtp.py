@@ -21,6 +21,20 @@ DOMAIN = "example.test"
 
 # ---- helpers shared by the test_mda_*.py files ----
 
+# Daemons started as root switch to server.run_as; the test's data directory
+# belongs to whoever runs the tests, so the mda keeps that user.
+RUN_AS = "[server]\nrun_as = %s\n" % __import__("pwd").getpwuid(os.getuid()).pw_name
+
+
+def make_stack(stack_factory, extra=""):
+    return stack_factory(config_extra=RUN_AS + extra)
+
+
+@pytest.fixture
+def stack(stack_factory):
+    return make_stack(stack_factory)
+
+
 def mailbox(stack, user):
     """Every message of user as (folder, uid, flags, lifecycle_id, bytes), by folder then UID."""
     path = stack.path("mail", DOMAIN, f"{user}.sqlite")
@@ -274,7 +288,7 @@ def test_mixed_outcomes_per_recipient(stack):
 
 
 def test_quota_tempfail_and_message_count(stack_factory):
-    stack = stack_factory(config_extra="[mda]\nquota_tempfail = yes\n")
+    stack = make_stack(stack_factory, "[mda]\nquota_tempfail = yes\n")
     stack.ctl("user", "quota", "bob@example.test", "0", "1", check=True)
     stack.start("mda")
     _, data = lmtp_send(stack, "a@other.test", ["bob@example.test"], message("one"))
@@ -375,7 +389,7 @@ def test_bare_lf_is_refused(stack):
 
 
 def test_message_too_big(stack_factory):
-    stack = stack_factory(config_extra="[smtp]\nmax_message_size = 1000\n")
+    stack = make_stack(stack_factory, "[smtp]\nmax_message_size = 1000\n")
     stack.start("mda")
     _, data = lmtp_send(stack, "a@other.test", ["bob@example.test"],
                         message("big", body="x" * 70 + "\r\n") * 20)
