@@ -35,6 +35,7 @@ static const struct ctl_command ctl_commands[] = {
 	{"status", cmd_status, "which daemons run, where they listen, the queue"},
 	{"config", cmd_config, "print the effective config; `config check` validates it"},
 	{"queue", cmd_queue, "the mta's queue: queue [list] | flush [ID] | hold|release|delete ID"},
+	{"sieve", cmd_sieve, "sieve put|get|del USER [FILE] | check FILE: a user's filter script"},
 	{"mua", cmd_mua, "run the terminal mail client on this data directory"},
 	{"trace", cmd_trace, "show a message's journey: trace ID|MESSAGE-ID|--last [--json] [--follow]"},
 	{"transcript", cmd_transcript, "follow the protocol conversations of all daemons [--proto P] [--user U]"},
