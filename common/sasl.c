@@ -608,6 +608,18 @@ static size_t sasl_scram_value_len(const char *s)
 	return comma != NULL ? (size_t)(comma - s) : strlen(s);
 }
 
+/* True when s is "" or a list of ",attr=value" extensions (RFC 5802 7). */
+static bool sasl_scram_extensions_valid(const char *s)
+{
+	while (*s != '\0') {
+		if (s[0] != ',' || !isalpha((unsigned char)s[1]) || s[2] != '=')
+			return false;
+		s += 3;
+		s += sasl_scram_value_len(s);
+	}
+	return true;
+}
+
 /* Parses client-first-message: gs2-header client-first-message-bare.
  * Fills the server's gs2_header and client_first_bare; returns the user
  * name and client nonce (caller frees), or -1 when malformed. */
@@ -645,7 +657,8 @@ static int sasl_scram_parse_client_first(sasl_server *s, const char *msg, char *
 		return -1;
 	}
 	size_t nonce_len = sasl_scram_value_len(r + 3);
-	if (!sasl_scram_nonce_valid(r + 3, nonce_len)) {
+	if (!sasl_scram_nonce_valid(r + 3, nonce_len) ||
+	    !sasl_scram_extensions_valid(r + 3 + nonce_len)) {
 		free(user);
 		free(authz_name);
 		return -1;
@@ -714,6 +727,12 @@ static void sasl_scram_final(sasl_server *s, struct sasl_pending *p, const char 
 	if (!bad)
 		bad = strncmp(r, ",r=", 3) != 0 || sasl_scram_value_len(r + 3) != strlen(s->nonce) ||
 		      strncmp(r + 3, s->nonce, strlen(s->nonce)) != 0;
+	if (!bad) {
+		char *extensions = xstrndup(r + 3 + strlen(s->nonce),
+					    (size_t)(proof_at - (r + 3 + strlen(s->nonce))));
+		bad = !sasl_scram_extensions_valid(extensions);
+		free(extensions);
+	}
 	char *proof = NULL;
 	size_t proof_len = 0;
 	if (!bad)
