@@ -146,6 +146,7 @@ struct supervisor {
 	uv_signal_t sigint, sigterm;
 	uv_timer_t kill_timer;
 	int exit_status;
+	char *failure; /* why the stack could not start: repeated as the last line */
 };
 
 static void child_spawn(struct child *ch);
@@ -480,8 +481,11 @@ static void up_check_all_running(struct supervisor *sup)
 /* A child failed before it ever listened while the stack was starting. */
 static void up_fail_start(struct supervisor *sup, struct child *ch, const char *why)
 {
-	fprintf(stderr, "mailctl: %s could not start (%s)%s%s\n", ch->name, why,
-		ch->last_line != NULL ? ": " : "", ch->last_line != NULL ? ch->last_line : "");
+	free(sup->failure);
+	sup->failure = xasprintf("mailctl: %s could not start (%s)%s%s", ch->name, why,
+				 ch->last_line != NULL ? ": " : "",
+				 ch->last_line != NULL ? ch->last_line : "");
+	fprintf(stderr, "%s\n", sup->failure);
 	sup->exit_status = 1;
 	up_stop(sup);
 }
@@ -673,7 +677,9 @@ static void child_on_ready_poll(uv_timer_t *timer)
 	free(where);
 	if (!ch->ever_ready && sup->state == UP_STARTING) {
 		uv_timer_stop(&ch->timer);
-		fprintf(stderr, "mailctl: %s could not start: %s\n", ch->name, why);
+		free(sup->failure);
+		sup->failure = xasprintf("mailctl: %s could not start: %s", ch->name, why);
+		fprintf(stderr, "%s\n", sup->failure);
 		sup->exit_status = 1;
 		up_stop(sup);
 	} else {
@@ -861,6 +867,8 @@ int cmd_up(int argc, char **argv, const char *datadir)
 		uv_loop_close(&sup->loop);
 		if (sup->exit_status == 0)
 			printf("mailstack stopped\n");
+		else if (sup->failure != NULL)
+			fprintf(stderr, "%s\n", sup->failure);
 	} else {
 		sup->exit_status = 1;
 	}
@@ -875,6 +883,7 @@ int cmd_up(int argc, char **argv, const char *datadir)
 		up_endpoints_free(ch);
 	}
 	free(sup->pid_path);
+	free(sup->failure);
 	config_free(&sup->cfg);
 	free(sup);
 	log_close();
