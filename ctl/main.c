@@ -36,6 +36,8 @@ static const struct ctl_command ctl_commands[] = {
 	{"config", cmd_config, "print the effective config; `config check` validates it"},
 	{"queue", cmd_queue, "the mta's queue: queue [list] | flush [ID] | hold|release|delete ID"},
 	{"sieve", cmd_sieve, "sieve put|get|del USER [FILE] | check FILE: a user's filter script"},
+	{"import", cmd_import, "import USER [--folder F] FILE.mbox|MAILDIR: bring mail in, with flags and dates"},
+	{"export", cmd_export, "export USER [--folder F] --mbox FILE|--maildir DIR: write mail out"},
 	{"mua", cmd_mua, "run the terminal mail client on this data directory"},
 	{"trace", cmd_trace, "show a message's journey: trace ID|MESSAGE-ID|--last [--json] [--follow]"},
 	{"transcript", cmd_transcript, "follow the protocol conversations of all daemons [--proto P] [--user U]"},
