@@ -17,6 +17,7 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <stdarg.h>
 #include <grp.h>
 #include <limits.h>
@@ -41,6 +42,10 @@
 static uv_timer_t daemon_stop_timer;
 static bool daemon_stop_timer_started;
 static bool daemon_forced;
+/* D/run/NAME.pid while it exists. */
+static char *daemon_pid_path;
+
+static char *daemon_write_pid(struct daemon *d);
 
 /* Prints "NAME: message" and exits 1. */
 static void daemon_die(const char *name, const char *fmt, ...)
@@ -282,6 +287,7 @@ void daemon_start(struct daemon *d, const char *name, const char *summary, const
 	daemon_watch_signal(d, &d->sigterm, SIGTERM);
 	daemon_watch_signal(d, &d->sigint, SIGINT);
 	daemon_watch_signal(d, &d->sighup, SIGHUP);
+	daemon_pid_path = daemon_write_pid(d);
 	log_info(0, "starting: data directory %s", d->datadir);
 }
 
@@ -298,11 +304,28 @@ void daemon_listen_or_exit(struct daemon *d, struct net_server *srv, int standar
 	if (net_server_listen_list(srv, config_str(d->cfg, "server.listen"), port, kind,
 				   implicit_tls, &err) < 0) {
 		log_error(0, "%s", err);
+		if (daemon_pid_path != NULL)
+			unlink(daemon_pid_path);
 		daemon_die(d->name, "%s", err);
 	}
 }
 
-/* Switches to server.run_as when running as root. */
+/* The user the data directory is being handed to (nftw has no argument). */
+static uid_t daemon_chown_uid;
+static gid_t daemon_chown_gid;
+
+/* nftw callback: gives one entry of the data directory to the run_as user. */
+static int daemon_chown_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	if ((st->st_uid != daemon_chown_uid || st->st_gid != daemon_chown_gid) &&
+	    lchown(path, daemon_chown_uid, daemon_chown_gid) != 0)
+		log_warn(0, "cannot chown %s: %s", path, strerror(errno));
+	return 0;
+}
+
+/* Switches to server.run_as when running as root. The data directory is
+ * handed to that user first: after the switch the daemon must still write
+ * its mailboxes, queue, logs and pid file. */
 int daemon_drop_privileges(struct daemon *d)
 {
 	if (geteuid() != 0)
@@ -315,6 +338,9 @@ int daemon_drop_privileges(struct daemon *d)
 		fprintf(stderr, "%s: cannot drop privileges: no user '%s'\n", d->name, user);
 		return -1;
 	}
+	daemon_chown_uid = pw->pw_uid;
+	daemon_chown_gid = pw->pw_gid;
+	nftw(d->datadir, daemon_chown_entry, 32, FTW_PHYS);
 	if (setgroups(1, &pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
 	    setuid(pw->pw_uid) != 0) {
 		log_error(0, "cannot switch to user %s: %s", user, strerror(errno));
@@ -350,7 +376,6 @@ static void daemon_close_leftover(uv_handle_t *handle, void *arg)
 
 int daemon_run(struct daemon *d)
 {
-	char *pid_path = daemon_write_pid(d);
 	log_info(0, "running");
 	uv_run(d->loop, UV_RUN_DEFAULT);
 
@@ -372,9 +397,10 @@ int daemon_run(struct daemon *d)
 	free(d->loop);
 	d->loop = NULL;
 
-	if (pid_path != NULL) {
-		unlink(pid_path);
-		free(pid_path);
+	if (daemon_pid_path != NULL) {
+		unlink(daemon_pid_path);
+		free(daemon_pid_path);
+		daemon_pid_path = NULL;
 	}
 	log_info(0, "stopped");
 	userdb_close(&d->users);

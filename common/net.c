@@ -418,7 +418,10 @@ static void conn_flush_now(conn *c)
 		}
 		return;
 	}
-	if (tls_session_established(c->tls) && c->out.len > 0) {
+	/* Once the handshake is over, protocol output goes through TLS -- also
+	 * after the peer's close_notify, or a reply queued with it would never
+	 * drain and a graceful close would hang. */
+	if (c->state != CONN_HANDSHAKING && c->out.len > 0) {
 		if (tls_session_write(c->tls, c->out.data, c->out.len) != TLS_OK) {
 			conn_abort(c);
 			return;

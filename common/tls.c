@@ -451,7 +451,8 @@ long tls_session_read(tls_session *s, char *out, size_t cap)
 /* Encrypts application data into the output BIO. */
 int tls_session_write(tls_session *s, const char *data, size_t len)
 {
-	if (s->state != TLS_STATE_ESTABLISHED)
+	/* After the peer's close_notify we may still answer (half-close). */
+	if (s->state != TLS_STATE_ESTABLISHED && s->state != TLS_STATE_CLOSED)
 		return TLS_ERROR;
 	while (len > 0) {
 		int chunk = len > INT32_MAX ? INT32_MAX : (int)len;
