@@ -71,7 +71,7 @@ static int append_parse_date(const char *text, int64_t *time_r)
 	int y = year - (month < 2);
 	int era = (y >= 0 ? y : y - 399) / 400;
 	int yoe = y - era * 400;
-	int mp = (month + 9) % 12;
+	int mp = (month + 10) % 12; /* month is 0-based: March = 0 */
 	int doy = (153 * mp + 2) / 5 + day - 1;
 	int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
 	int64_t days = (int64_t)era * 146097 + doe - 719468;

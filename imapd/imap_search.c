@@ -90,7 +90,7 @@ static int search_parse_date(const char *text, uint64_t *days_r)
 	int y = year - (month < 2);
 	int era = y / 400;
 	int yoe = y - era * 400;
-	int mp = (month + 9) % 12;
+	int mp = (month + 10) % 12; /* month is 0-based: March = 0 */
 	int doy = (153 * mp + 2) / 5 + day - 1;
 	int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
 	*days_r = (uint64_t)((int64_t)era * 146097 + doe - 719468);

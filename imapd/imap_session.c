@@ -587,6 +587,11 @@ static void session_on_line(conn *c, char *line, size_t len, bool crlf)
 		return;
 	switch (s->input) {
 	case IMAP_INPUT_COMMAND:
+		if (s->skip_line) {
+			/* The rest of a refused command, after its dropped literal. */
+			s->skip_line = false;
+			break;
+		}
 		session_command_line(s, line, len);
 		break;
 	case IMAP_INPUT_SASL:
@@ -633,8 +638,10 @@ static void session_on_bytes(conn *c, const char *data, size_t len, bool last)
 		imap_append_bytes(s, data, len, last);
 		break;
 	case IMAP_INPUT_DISCARD:
-		if (last)
+		if (last) {
 			s->input = IMAP_INPUT_COMMAND;
+			s->skip_line = true;
+		}
 		break;
 	default:
 		break;

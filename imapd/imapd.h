@@ -122,6 +122,7 @@ struct imap_session {
 	struct imap_fetch_ctx *fetch;
 	struct imap_append_ctx *append;
 	uint64_t discard_left;
+	bool skip_line;             /* the rest of a refused command follows a dropped literal */
 	bool idle_dirty;
 };
 
