@@ -723,7 +723,7 @@ static int parse_test(struct parser *p, struct sieve_test *t)
 	if (lexer_next(p) < 0)
 		return -1;
 	struct args args = {NULL, 0};
-	bool was_list;
+	bool was_list = false;
 	int ret = parse_arguments(p, &args);
 	if (ret == 0)
 		ret = parse_nested_tests(p, &t->tests, &t->test_count, &was_list);
@@ -991,7 +991,7 @@ static int parse_branch(struct parser *p, struct sieve_block *block, const char 
 		return -1;
 	struct sieve_test *tests = NULL;
 	size_t count = 0;
-	bool was_list;
+	bool was_list = false;
 	int ret = parse_nested_tests(p, &tests, &count, &was_list);
 	if (ret == 0 && is_else && count != 0)
 		ret = parser_fail(p, line, column, "else takes no test");

@@ -557,7 +557,7 @@ static int transfer_args(int argc, char **argv, const char **user_r, const char 
 
 int cmd_import(int argc, char **argv, const char *datadir)
 {
-	const char *user, *folder, *rest[1];
+	const char *user, *folder, *rest[1] = {NULL};
 	if (transfer_args(argc, argv, &user, &folder, rest, 1) != 1 || rest[0][0] == '-') {
 		fputs("usage: mailctl import USER [--folder F] FILE.mbox|MAILDIR\n", stderr);
 		return 2;
@@ -600,7 +600,7 @@ int cmd_import(int argc, char **argv, const char *datadir)
 
 int cmd_export(int argc, char **argv, const char *datadir)
 {
-	const char *user, *folder, *rest[2];
+	const char *user, *folder, *rest[2] = {NULL, NULL};
 	int n = transfer_args(argc, argv, &user, &folder, rest, 2);
 	bool mbox = n == 2 && strcmp(rest[0], "--mbox") == 0;
 	bool maildir = n == 2 && strcmp(rest[0], "--maildir") == 0;
