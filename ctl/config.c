@@ -62,6 +62,17 @@ int ctl_load_config(const char *datadir, config **cfg_r)
 	return ret;
 }
 
+void ctl_match_owner(const char *datadir, const char *path)
+{
+	struct stat dir_st, st;
+	if (geteuid() != 0 || stat(datadir, &dir_st) < 0 || lstat(path, &st) < 0)
+		return;
+	if ((st.st_uid != dir_st.st_uid || st.st_gid != dir_st.st_gid) &&
+	    lchown(path, dir_st.st_uid, dir_st.st_gid) < 0)
+		fprintf(stderr, "mailctl: cannot give %s to the owner of %s: %s\n", path, datadir,
+			strerror(errno));
+}
+
 /* Checks that the certificate and key the config names load together;
  * prints the problem (naming the file) and returns the number found. */
 static int config_check_tls(const config *cfg)

@@ -27,6 +27,10 @@ struct config;
 /* Loads DATADIR/mailstack.conf after checking that the data directory exists
  * and is readable; prints "mailctl: ..." and returns -1 on any error. */
 int ctl_load_config(const char *datadir, struct config **cfg_r);
+/* When run as root, gives path to the owner of the data directory (the
+ * daemons' server.run_as user once they have started), so that files mailctl
+ * creates stay usable by daemons that dropped privileges. */
+void ctl_match_owner(const char *datadir, const char *path);
 /* The path of a program installed next to mailctl (caller frees). */
 char *ctl_bin_path(const char *program);
 /* Queue length for `mailctl status`, when queue.c provides it (weak: NULL

@@ -14,6 +14,7 @@
  * (so it also repairs a directory whose certificate was deleted). */
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,15 +73,68 @@ static int init_mkdir(const char *dir, const char *what)
 	return 0;
 }
 
+/* The first ancestor of dir that user pw cannot pass through (caller
+ * frees), or NULL. dir itself does not count: the daemons hand it to their
+ * user when they start as root. Only the primary group is considered, as the
+ * daemons drop every supplementary group. */
+static char *init_blocking_ancestor(const char *dir, const struct passwd *pw)
+{
+	char *path = xstrdup(dir);
+	char *blocked = NULL;
+	for (char *slash = strchr(path + 1, '/'); slash != NULL && blocked == NULL;
+	     slash = strchr(slash + 1, '/')) {
+		*slash = '\0';
+		struct stat st;
+		if (stat(path, &st) == 0) {
+			mode_t need = st.st_uid == pw->pw_uid	? S_IXUSR
+				      : st.st_gid == pw->pw_gid ? S_IXGRP
+								: S_IXOTH;
+			if ((st.st_mode & need) == 0)
+				blocked = xstrdup(path);
+		}
+		*slash = '/';
+	}
+	free(path);
+	return blocked;
+}
+
+/* server.run_as for a new config: the default, unless init runs as root and
+ * that user could not reach the data directory (e.g. a clone under /root),
+ * where dropping privileges would leave the daemons unable to read their
+ * mailboxes: then root, said out loud. NULL = keep the default. */
+static const char *init_choose_run_as(const char *datadir)
+{
+	if (geteuid() != 0)
+		return NULL;
+	config *defaults = config_defaults();
+	char *user = xstrdup(config_str(defaults, "server.run_as"));
+	config_free(&defaults);
+	struct passwd *pw = getpwnam(user);
+	const char *choice = NULL;
+	char *blocked = pw != NULL ? init_blocking_ancestor(datadir, pw) : NULL;
+	if (blocked != NULL) {
+		printf("note: %s cannot pass through %s, so the daemons will keep running as "
+		       "root (server.run_as = root); use a data directory %s can reach to have "
+		       "them drop privileges\n",
+		       user, blocked, user);
+		choice = "root";
+	}
+	free(blocked);
+	free(user);
+	return choice;
+}
+
 /* The text of a new mailstack.conf: every key with its help, the chosen
  * port_base and hostname, and an empty [routes] section with an example. */
-static int init_config_text(const struct init_opts *opts, char **text_r)
+static int init_config_text(const char *datadir, const struct init_opts *opts, char **text_r)
 {
 	config *cfg = config_defaults();
 	char *err = NULL;
+	const char *run_as = init_choose_run_as(datadir);
 	if ((opts->port_base != NULL &&
 	     config_set(cfg, "server.port_base", opts->port_base, &err) < 0) ||
-	    (opts->hostname != NULL && config_set(cfg, "server.hostname", opts->hostname, &err) < 0)) {
+	    (opts->hostname != NULL && config_set(cfg, "server.hostname", opts->hostname, &err) < 0) ||
+	    (run_as != NULL && config_set(cfg, "server.run_as", run_as, &err) < 0)) {
 		fprintf(stderr, "mailctl: %s\n", err != NULL ? err : "bad value");
 		free(err);
 		config_free(&cfg);
@@ -172,7 +226,7 @@ static int init_config_file(const char *datadir, const struct init_opts *opts)
 			       path);
 	} else {
 		char *text = NULL;
-		ret = init_config_text(opts, &text);
+		ret = init_config_text(datadir, opts, &text);
 		if (ret == 0)
 			ret = init_write_new_file(path, text, 0600);
 		if (ret == 0)
@@ -266,6 +320,15 @@ static int init_mailbox(const char *datadir, const char *address)
 		free(err);
 		return -1;
 	}
+	/* A data directory the daemons already took over keeps one owner. */
+	char *domain_dir = xstrdup(store_db_path(st));
+	char *slash = strrchr(domain_dir, '/');
+	if (slash != NULL)
+		*slash = '\0';
+	ctl_match_owner(datadir, domain_dir);
+	ctl_match_owner(datadir, store_db_path(st));
+	ctl_match_owner(datadir, store_notify_path(st));
+	free(domain_dir);
 	store_close(&st);
 	return 0;
 }

@@ -195,7 +195,8 @@ static int users_parse_amount(const char *text, int64_t *value_r)
 	return 0;
 }
 
-/* Opens (creating when missing) a user's mailbox and its default folders. */
+/* Opens (creating when missing) a user's mailbox and its default folders;
+ * new files get the data directory's owner (see ctl_match_owner). */
 static int users_mailbox_open(struct users_ctx *ctx, const char *address, store **st_r)
 {
 	char *err = NULL;
@@ -205,6 +206,16 @@ static int users_mailbox_open(struct users_ctx *ctx, const char *address, store 
 		free(err);
 		return -1;
 	}
+	char *mail = xasprintf("%s/mail", ctx->datadir);
+	char *domain_dir = xstrdup(store_db_path(*st_r));
+	char *slash = strrchr(domain_dir, '/');
+	if (slash != NULL)
+		*slash = '\0';
+	const char *paths[] = {mail, domain_dir, store_db_path(*st_r), store_notify_path(*st_r)};
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+		ctl_match_owner(ctx->datadir, paths[i]);
+	free(domain_dir);
+	free(mail);
 	return 0;
 }
 
