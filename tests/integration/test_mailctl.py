@@ -5,18 +5,22 @@ Every message is checked to the letter. `up` runs as a child of the test with
 its stdout read by a thread, so every wait is bounded in time.
 """
 import os
+import poplib
+import pwd
 import queue
 import re
+import shutil
 import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 
 import pytest
 
-from conftest import BIN, DAEMON_PORTS
+from conftest import BIN, DAEMON_PORTS, Stack
 
 MAILCTL = os.path.join(BIN, "mailctl")
 
@@ -534,3 +538,64 @@ def test_up_port_in_use_names_the_port(stack):
         pid = daemon_pid(stack, name)
         assert not pid or not alive(pid), name
     assert not os.path.exists(stack.path("run", "mailctl.pid"))
+
+
+# ---- running as root: the daemons drop to server.run_as ----
+
+def test_init_run_as_follows_reachability(tmp_path):
+    """As root, init keeps the default run_as only when that user can reach the
+    data directory; otherwise it says so and keeps the daemons as root."""
+    hidden = tmp_path / "hidden"
+    hidden.mkdir(mode=0o700)
+    r = mailctl("init", "--dir", str(hidden / "d"))
+    assert r.returncode == 0
+    conf = (hidden / "d" / "mailstack.conf").read_text()
+    if os.geteuid() == 0:
+        assert re.search(r"^run_as = root$", conf, re.M)
+        m = re.search(r"^note: nobody cannot pass through (/\S+), so the daemons will keep "
+                      r"running as root \(server\.run_as = root\); use a data directory nobody "
+                      r"can reach to have them drop privileges$", r.stdout, re.M)
+        assert m, r.stdout
+        # The first ancestor nobody cannot pass (pytest's own directories are 0700).
+        assert str(hidden).startswith(m.group(1) + "/")
+        assert stat.S_IMODE(os.stat(m.group(1)).st_mode) & 0o001 == 0
+    else:
+        assert re.search(r"^run_as = nobody$", conf, re.M)
+    reachable = tempfile.mkdtemp(prefix="mailstack-test-", dir="/tmp")
+    try:
+        os.chmod(reachable, 0o711)
+        r = mailctl("init", "--dir", os.path.join(reachable, "d"))
+        assert r.returncode == 0 and "note:" not in r.stdout
+        with open(os.path.join(reachable, "d", "mailstack.conf")) as f:
+            assert re.search(r"^run_as = nobody$", f.read(), re.M)
+    finally:
+        shutil.rmtree(reachable)
+
+
+def test_up_with_dropped_privileges_serves_a_user_added_later():
+    """Run as root in a directory nobody can reach, the daemons give up root,
+    and a user added while they run can still log in and has a mailbox."""
+    reachable = tempfile.mkdtemp(prefix="mailstack-test-", dir="/tmp")
+    os.chmod(reachable, 0o711)
+    os.mkdir(os.path.join(reachable, "stack"))
+    stack = Stack(os.path.join(reachable, "stack"))
+    up = Up(stack)
+    try:
+        up.wait_line("mailstack is up")
+        if os.geteuid() == 0:
+            nobody = pwd.getpwnam("nobody").pw_uid
+            for name in ("mta", "mda", "pop3d", "imapd"):
+                with open(f"/proc/{daemon_pid(stack, name)}/status") as f:
+                    uid = re.search(r"^Uid:\s+(\d+)", f.read(), re.M).group(1)
+                assert int(uid) == nobody, name
+        r = stack.ctl("user", "add", "carol@example.test", input="carol-pw-9\n")
+        assert r.returncode == 0, r.stderr
+        pop = poplib.POP3_SSL("127.0.0.1", stack.port("pop3s"), context=stack.ssl_context(),
+                              timeout=30)
+        pop.user("carol@example.test")
+        assert pop.pass_("carol-pw-9").startswith(b"+OK Logged in")
+        pop.quit()
+    finally:
+        rc = up.stop()
+        shutil.rmtree(reachable)
+    assert rc == 0, up.stderr()[-3000:]
