@@ -40,6 +40,7 @@
 #define BENCH_DEFAULT_MESSAGES 20000
 #define BENCH_CEILING_SECONDS 3.0
 #define BENCH_CEILING_MAX 20000
+#define BENCH_CEILING_WARMUP 1200 /* commits: more than one WAL wrap-around */
 
 static char bench_bin[PATH_MAX];
 static char bench_dir[PATH_MAX];
@@ -279,8 +280,19 @@ static double bench_ceiling(void)
 		exit(1);
 	}
 	sqlite3_stmt *insert = db_prepare(db, "INSERT INTO rows (data) VALUES (?)");
+	/* Warm up first, as the mda's mailboxes are: once the WAL has wrapped
+	 * around, commits overwrite it in place instead of growing the file. */
 	double start = now_seconds(), elapsed = 0;
 	int count = 0;
+	for (int warm = 0; warm < BENCH_CEILING_WARMUP && now_seconds() - start < BENCH_CEILING_SECONDS;
+	     warm++) {
+		sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+		sqlite3_bind_blob(insert, 1, bench_message, BENCH_MESSAGE_SIZE, SQLITE_STATIC);
+		sqlite3_step(insert);
+		sqlite3_reset(insert);
+		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	}
+	start = now_seconds();
 	while (count < BENCH_CEILING_MAX && (elapsed = now_seconds() - start) < BENCH_CEILING_SECONDS) {
 		sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
 		sqlite3_bind_blob(insert, 1, bench_message, BENCH_MESSAGE_SIZE, SQLITE_STATIC);
