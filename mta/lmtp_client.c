@@ -404,6 +404,9 @@ static void lmtp_pump(struct lmtp_pool *p)
 void lmtp_deliver(struct lmtp_pool *p, struct delivery *dl)
 {
 	dl->next = NULL;
+	snprintf(dl->proto, sizeof(dl->proto), "LMTP");
+	free(dl->hop);
+	dl->hop = xstrdup(p->hop);
 	if (p->shutting_down) {
 		delivery_set_rest(dl, 451, "4.3.2", "451 4.3.2 The mta is shutting down");
 		dl->done(dl);

@@ -292,15 +292,15 @@ void smtp_cmd_rcpt(struct smtp_session *s, char *args)
 			orcpt = NULL;
 			bad = smtp_parse_orcpt(val, &orcpt);
 		} else {
+			smtp_error(s, "555 5.5.4 Error: unsupported parameter %s", key);
 			free(orcpt);
 			smtp_path_free(&path);
-			smtp_error(s, "555 5.5.4 Error: unsupported parameter %s", key);
 			return;
 		}
 		if (bad < 0) {
+			smtp_error(s, "501 5.5.4 Error: bad %s parameter", key);
 			free(orcpt);
 			smtp_path_free(&path);
-			smtp_error(s, "501 5.5.4 Error: bad %s parameter", key);
 			return;
 		}
 	}
@@ -311,10 +311,15 @@ void smtp_cmd_rcpt(struct smtp_session *s, char *args)
 		return;
 	}
 	char *address;
-	if (path.domain[0] == '\0')
-		address = xasprintf("postmaster@%s", s->m->hostname); /* RFC 5321 4.5.1 */
-	else
+	if (path.domain[0] == '\0') {
+		/* RFC 5321 4.5.1: bare <Postmaster> is the postmaster of our first domain. */
+		char **domains = userdb_domain_list(s->m->users);
+		address = xasprintf("postmaster@%s", domains != NULL && domains[0] != NULL ?
+				    domains[0] : s->m->hostname);
+		userdb_strv_free(domains);
+	} else {
 		address = xstrdup(path.address);
+	}
 	smtp_path_free(&path);
 	char **targets = NULL;
 	char *reply = NULL;

@@ -258,7 +258,10 @@ static void smtp_dispatch(struct smtp_session *s, char *line, size_t len)
 static void smtp_data_line(struct smtp_session *s, char *line, size_t len, bool crlf)
 {
 	struct smtp_txn *t = s->txn;
-	if (crlf && len == 1 && line[0] == '.') {
+	bool after_bare = t->bare_line;
+	t->bare_line = !crlf;
+	/* Only CRLF "." CRLF ends the data: a "." after a bare LF is data. */
+	if (crlf && !after_bare && len == 1 && line[0] == '.') {
 		conn_set_transcript_quiet(s->c, false);
 		conn_set_max_line(s->c, SMTP_MAX_COMMAND_LINE);
 		conn_set_command_timeout(s->c, 0);

@@ -50,6 +50,7 @@ struct smtp_txn {
 	bool too_big;
 	const char *data_error; /* a full reply line when the data must be refused */
 	bool chunking;       /* BDAT was used */
+	bool bare_line;      /* DATA: the last line ended in a bare LF (no end marker next) */
 	bool prev_cr;        /* BDAT: the last byte seen was CR */
 	size_t line_len;     /* BDAT: octets in the current line */
 	bool bdat_last;      /* the chunk being read is the LAST one */
