@@ -8,7 +8,9 @@
  *
  * A message can be named by its lifecycle id (from the 250 reply or the
  * Received field), by its Message-ID (the mta records it as message_id in the
- * "received" event), or as --last, the newest message received. */
+ * "received" event, or, failing that, it is looked up in the mailboxes'
+ * parsed headers), or as --last, the newest message received. */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -22,6 +24,7 @@
 #include "buffer.h"
 #include "ctl.h"
 #include "log.h"
+#include "store.h"
 
 /* Lines longer than this in events.log are skipped (a bound, not a limit any
  * real event comes near). */
@@ -147,6 +150,75 @@ static char *resolve_id(const char *path, const char *wanted)
 	return found;
 }
 
+/* Looks for a Message-ID in one mailbox's parsed headers; the lifecycle id
+ * of the first message that has it (caller frees), or NULL. */
+static char *mailbox_find_message_id(const char *datadir, const char *address,
+				     const char *wanted)
+{
+	store *st = NULL;
+	char *err = NULL;
+	if (store_open(datadir, address, &st, &err) < 0) {
+		free(err);
+		return NULL;
+	}
+	char *found = NULL;
+	struct store_folder *folders = NULL;
+	size_t folder_count = 0;
+	if (store_folder_list(st, &folders, &folder_count) < 0)
+		folder_count = 0;
+	for (size_t f = 0; found == NULL && f < folder_count; f++) {
+		struct store_msg_headers *list = NULL;
+		size_t count = 0;
+		if (store_msg_headers_list(st, folders[f].name, &list, &count) < 0)
+			continue;
+		for (size_t i = 0; found == NULL && i < count; i++) {
+			if (list[i].message_id == NULL || !message_id_matches(list[i].message_id, wanted))
+				continue;
+			struct store_msg m;
+			if (store_msg_get(st, folders[f].name, list[i].uid, &m) == 0) {
+				if (m.lifecycle_id != NULL)
+					found = xstrdup(m.lifecycle_id);
+				store_msg_free(&m);
+			}
+		}
+		store_msg_headers_list_free(list, count);
+	}
+	store_folder_list_free(folders, folder_count);
+	store_close(&st);
+	return found;
+}
+
+/* The Message-ID fallback: every DATADIR/mail/DOMAIN/LOCAL.sqlite in turn. */
+static char *mailboxes_find_message_id(const char *datadir, const char *wanted)
+{
+	char *mail_dir = xasprintf("%s/mail", datadir);
+	DIR *domains = opendir(mail_dir);
+	char *found = NULL;
+	struct dirent *d;
+	while (domains != NULL && found == NULL && (d = readdir(domains)) != NULL) {
+		if (d->d_name[0] == '.')
+			continue;
+		char *domain_dir = xasprintf("%s/%s", mail_dir, d->d_name);
+		DIR *users = opendir(domain_dir);
+		struct dirent *u;
+		while (users != NULL && found == NULL && (u = readdir(users)) != NULL) {
+			size_t len = strlen(u->d_name);
+			if (u->d_name[0] == '.' || len <= 7 || strcmp(u->d_name + len - 7, ".sqlite") != 0)
+				continue;
+			char *address = xasprintf("%.*s@%s", (int)(len - 7), u->d_name, d->d_name);
+			found = mailbox_find_message_id(datadir, address, wanted);
+			free(address);
+		}
+		if (users != NULL)
+			closedir(users);
+		free(domain_dir);
+	}
+	if (domains != NULL)
+		closedir(domains);
+	free(mail_dir);
+	return found;
+}
+
 static void json_string(buf_t *out, const char *s)
 {
 	buf_append_char(out, '"');
@@ -183,37 +255,49 @@ static void print_json(const struct trace_event *e)
 	buf_free(&out);
 }
 
-/* One line of description for an event, from its kind's most telling pairs. */
+/* One line of description for an event, from its kind's most telling pairs.
+ * comp NULL matches any component; a row naming a component comes first
+ * (the mta's "delivered" is a hand-over, the mda's is the mailbox). */
 struct event_story {
+	const char *comp;
 	const char *event;
 	const char *text;     /* what happened */
 	const char *keys[8];  /* pairs shown first, in this order */
 };
 
 static const struct event_story stories[] = {
-	{"received", "accepted over SMTP",
-	 {"proto", "from", "rcpts", "auth", "client", "tls", "size", "message_id"}},
-	{"queued", "committed to the queue", {"rcpts", "size"}},
-	{"attempt", "delivery attempt", {"rcpt", "proto", "hop", "status", "reply"}},
-	{"deferred", "deferred, will retry", {"rcpt", "status", "reply", "next_try"}},
-	{"delivered", "delivered", {"rcpt", "user", "folder", "uid", "rule", "hop", "reply"}},
-	{"filtered", "filter rule applied", {"rcpt", "rule", "action", "folder"}},
-	{"redirected", "redirected by a filter", {"rcpt", "to"}},
-	{"discarded", "discarded by a filter", {"rcpt", "rule"}},
-	{"vacation", "vacation reply sent", {"rcpt", "to"}},
-	{"bounced", "bounced to the sender", {"rcpt", "reason", "dsn_id"}},
-	{"delayed", "delay warning sent", {"rcpt", "dsn_id"}},
-	{"fetched", "read over IMAP", {"user", "folder", "uid", "section"}},
-	{"retrieved", "read over POP3", {"user", "command"}},
-	{"flags", "flags changed", {"user", "folder", "uid", "flags"}},
-	{"expunged", "expunged", {"user", "folder", "uid", "proto"}},
-	{"deleted", "deleted over POP3", {"user", "proto"}},
+	{NULL, "received", "accepted over SMTP",
+	 {"proto", "from", "sender", "rcpts", "auth", "tls", "size", "message_id"}},
+	{NULL, "rcpt", "recipient accepted", {"rcpt", "orig"}},
+	{NULL, "queued", "committed to the queue", {"rcpts", "size"}},
+	{NULL, "attempt", "delivery attempt", {"rcpt", "proto", "hop", "status", "reply"}},
+	{NULL, "deferred", "deferred, will retry",
+	 {"rcpt", "status", "reply", "attempts", "next_try"}},
+	{"mda", "delivered", "filed in the mailbox", {"rcpt", "user", "folder", "uid", "rule"}},
+	{NULL, "delivered", "delivered to the next hop", {"rcpt", "proto", "hop", "reply"}},
+	{NULL, "failed", "the mda could not file it", {"rcpt", "user", "status", "reason"}},
+	{NULL, "filtered", "filter rule applied", {"rcpt", "user", "rule", "action", "folder"}},
+	{NULL, "redirected", "redirected by a filter", {"rcpt", "user", "to", "rule"}},
+	{NULL, "discarded", "discarded by a filter", {"rcpt", "user", "rule"}},
+	{NULL, "vacation", "vacation reply considered", {"rcpt", "to", "result", "reason"}},
+	{NULL, "bounced", "failed permanently: a bounce goes to the sender",
+	 {"rcpt", "status", "reply"}},
+	{NULL, "delayed", "delay warning sent to the sender", {"rcpt", "dsn"}},
+	{NULL, "dsn", "delivery status notification sent", {"rcpt", "kind", "dsn"}},
+	{NULL, "removed", "left the queue: every recipient is done", {NULL}},
+	{NULL, "appended", "appended over IMAP", {"user", "folder", "uid"}},
+	{NULL, "fetched", "read over IMAP", {"user", "folder", "uid", "section"}},
+	{NULL, "retrieved", "read over POP3", {"user", "command"}},
+	{NULL, "flags", "flags changed", {"user", "folder", "uid", "flags"}},
+	{NULL, "expunged", "expunged", {"user", "folder", "uid", "proto"}},
+	{NULL, "deleted", "deleted over POP3", {"user", "proto"}},
 };
 
-static const struct event_story *story_for(const char *event)
+static const struct event_story *story_for(const char *comp, const char *event)
 {
 	for (size_t i = 0; i < sizeof(stories) / sizeof(stories[0]); i++) {
-		if (strcmp(stories[i].event, event) == 0)
+		if (strcmp(stories[i].event, event) == 0 &&
+		    (stories[i].comp == NULL || (comp != NULL && strcmp(stories[i].comp, comp) == 0)))
 			return &stories[i];
 	}
 	return NULL;
@@ -246,7 +330,7 @@ static void print_timeline_row(const struct trace_event *e)
 		if (n > 0 && when[n - 1] == 'Z')
 			when[n - 1] = '\0';
 	}
-	const struct event_story *story = story_for(event);
+	const struct event_story *story = story_for(comp, event);
 	buf_t row = BUF_INIT;
 	buf_printf(&row, "%-23s  %-6s %-10s", when, comp != NULL ? comp : "?", event);
 	if (story != NULL)
@@ -348,6 +432,8 @@ int cmd_trace(int argc, char **argv, const char *datadir)
 	}
 	char *path = xasprintf("%s/log/events.log", datadir);
 	char *id = resolve_id(path, wanted);
+	if (id == NULL && wanted != NULL)
+		id = mailboxes_find_message_id(datadir, wanted);
 	if (id == NULL) {
 		if (access(path, R_OK) < 0)
 			fprintf(stderr, "mailctl: no events yet (%s: %s)\n", path, strerror(errno));
