@@ -34,8 +34,5 @@ int ctl_load_config(const char *datadir, struct config **cfg_r);
 void ctl_match_owner(const char *datadir, const char *path);
 /* The path of a program installed next to mailctl (caller frees). */
 char *ctl_bin_path(const char *program);
-/* Queue length for `mailctl status`, when queue.c provides it (weak: NULL
- * until linked in). 0 and *count_r, or -1 when the queue cannot be read. */
-int ctl_queue_length(const char *datadir, long *count_r) __attribute__((weak));
 
 #endif

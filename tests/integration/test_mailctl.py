@@ -346,6 +346,19 @@ def test_config_check_missing_certificate(stack):
 
 # ---- up and status ----
 
+def test_status_without_daemons(stack):
+    st = stack.ctl("status")
+    assert st.returncode == 3
+    lines = st.stdout.splitlines()
+    assert lines[0] == f"data directory {stack.dir}"
+    assert lines[1] == "up       not running"
+    assert "mta      not running" in lines
+    assert f"           submission  {'127.0.0.1:%d' % stack.port('submission'):<40} does not answer" in lines
+    assert lines[-2:] == ["queue    empty (no queue yet)", "faults   none"]
+    assert stack.ctl("fault", "set", "mda", "tempfail").returncode == 0
+    assert stack.ctl("status").stdout.splitlines()[-1] == "faults   mda tempfail"
+
+
 class Up:
     """`mailctl up` as a child: stdout lines arrive through a queue."""
 
@@ -464,6 +477,7 @@ def test_up_table_restart_after_sigkill_and_stop(stack):
         for name in ("mta", "mda", "pop3d", "imapd"):
             assert f"{name:<8} running (pid {daemon_pid(stack, name)})" in st.stdout
         assert "does not answer" not in st.stdout
+        assert "queue    0 messages" in st.stdout.splitlines()
 
         # SIGKILL the mta: it comes back with a new pid and answers again.
         old = daemon_pid(stack, "mta")
