@@ -195,6 +195,12 @@ static struct pop3_message *message_arg(struct pop3_session *s, char **args, lon
 	return m;
 }
 
+/* True when args holds another word (without consuming it). */
+static bool has_args(const char *args)
+{
+	return args[strspn(args, " ")] != '\0';
+}
+
 static bool no_more_args(struct pop3_session *s, char *args)
 {
 	if (next_word(&args) != NULL) {
@@ -474,8 +480,7 @@ static void cmd_stat(struct pop3_session *s, char *args)
 
 static void cmd_list(struct pop3_session *s, char *args)
 {
-	char *probe = args;
-	if (next_word(&probe) != NULL) {
+	if (has_args(args)) {
 		long n;
 		struct pop3_message *m = message_arg(s, &args, &n);
 		if (m != NULL && no_more_args(s, args))
@@ -496,8 +501,7 @@ static void cmd_list(struct pop3_session *s, char *args)
 static void cmd_uidl(struct pop3_session *s, char *args)
 {
 	char uidl[32];
-	char *probe = args;
-	if (next_word(&probe) != NULL) {
+	if (has_args(args)) {
 		long n;
 		struct pop3_message *m = message_arg(s, &args, &n);
 		if (m != NULL && no_more_args(s, args)) {

@@ -115,12 +115,14 @@ class Stack:
         return self.port_base + STANDARD_PORTS[name]
 
     # ---- daemons ----
-    def start(self, *daemons, wait=True):
+    def start(self, *daemons, wait=True, extra_env=None):
+        env = self.env()
+        env.update(extra_env or {})
         for name in daemons:
             log = open(self.path(f"{name}.test.log"), "ab")
             self.logs[name] = log
             proc = subprocess.Popen([os.path.join(self.bin, name), "--dir", self.dir],
-                                    stdout=log, stderr=subprocess.STDOUT, env=self.env())
+                                    stdout=log, stderr=subprocess.STDOUT, env=env)
             self.procs[name] = proc
         if wait:
             for name in daemons:
