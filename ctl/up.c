@@ -718,6 +718,10 @@ static void child_spawn(struct child *ch)
 		.args = args,
 		.stdio_count = 3,
 		.stdio = stdio,
+		/* A session of its own: Ctrl-C on the terminal reaches only us,
+		 * and we stop the children in order (one SIGTERM each, not a
+		 * SIGINT and then a SIGTERM that a daemon takes as "stop now"). */
+		.flags = UV_PROCESS_DETACHED,
 	};
 	uv_pipe_init(&sup->loop, &ch->err_pipe, 0);
 	ch->err_pipe.data = ch;

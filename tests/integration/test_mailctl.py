@@ -503,6 +503,22 @@ def test_up_table_restart_after_sigkill_and_stop(stack):
             log = up.stderr()
         assert re.search(r'msg="daemon restarted" daemon=mta pid=%d restarts=1' % new, log)
 
+        # A second death doubles the backoff.
+        os.kill(new, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if re.search(r'msg="daemon died; restarting" daemon=mta pid=%d .* restart_in=2s'
+                         % new, up.stderr()):
+                break
+            time.sleep(0.1)
+        assert re.search(r'msg="daemon died; restarting" daemon=mta pid=%d .* restart_in=2s'
+                         % new, up.stderr())
+        while time.monotonic() < deadline:
+            if 'msg="daemon restarted" daemon=mta' in up.stderr().split(f"pid={new}", 1)[-1]:
+                break
+            time.sleep(0.1)
+        assert answers(stack.port("smtp"))
+
         pids = {name: daemon_pid(stack, name) for name in ("mta", "mda", "pop3d", "imapd")}
     finally:
         rc = up.stop(signal.SIGTERM)
