@@ -364,14 +364,16 @@ static void on_signal(int sig)
 
 /* Prints the events of id found in f from its current position; returns how
  * many were printed. */
-static size_t print_events(FILE *f, const char *id, bool json)
+static size_t print_events(FILE *f, const char *id, const char *comp, bool json)
 {
 	size_t printed = 0;
 	buf_t line = BUF_INIT;
 	long start = ftell(f);
 	while (read_line(f, &line)) {
 		struct trace_event e;
-		if (parse_event(buf_cstr(&line), &e) && strcmp(event_get(&e, "id"), id) == 0) {
+		if (parse_event(buf_cstr(&line), &e) && strcmp(event_get(&e, "id"), id) == 0 &&
+		    (comp == NULL || (event_get(&e, "comp") != NULL &&
+				      strcmp(event_get(&e, "comp"), comp) == 0))) {
 			if (json)
 				print_json(&e);
 			else
@@ -393,12 +395,13 @@ static size_t print_events(FILE *f, const char *id, bool json)
 
 static void trace_usage(FILE *out)
 {
-	fputs("usage: mailctl trace [--dir D] [--json] [--follow] ID|MESSAGE-ID|--last\n"
+	fputs("usage: mailctl trace [--dir D] [--json] [--follow] [--comp C] ID|MESSAGE-ID|--last\n"
 	      "  ID          the lifecycle id from a 250 reply or a Received field\n"
 	      "  MESSAGE-ID  a Message-ID, with or without <>\n"
 	      "  --last      the newest message received\n"
 	      "  --json      one JSON object per event\n"
-	      "  --follow    keep printing new events (Ctrl-C to stop)\n",
+	      "  --follow    keep printing new events (Ctrl-C to stop)\n"
+	      "  --comp C    only the events of one component (mta, mda, imapd, pop3d)\n",
 	      out);
 }
 
@@ -408,18 +411,21 @@ int cmd_trace(int argc, char **argv, const char *datadir)
 		{"json", no_argument, NULL, 'j'},
 		{"follow", no_argument, NULL, 'f'},
 		{"last", no_argument, NULL, 'l'},
+		{"comp", required_argument, NULL, 'c'},
 		{"dir", required_argument, NULL, 'd'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	bool json = false, follow = false, last = false;
+	const char *comp = NULL;
 	int opt;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "jfl", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "jflc:", options, NULL)) != -1) {
 		switch (opt) {
 		case 'j': json = true; break;
 		case 'f': follow = true; break;
 		case 'l': last = true; break;
+		case 'c': comp = optarg; break;
 		case 'd': break; /* handled by main.c */
 		case 'h': trace_usage(stdout); return 0;
 		default: trace_usage(stderr); return 1;
@@ -453,7 +459,7 @@ int cmd_trace(int argc, char **argv, const char *datadir)
 	}
 	if (!json)
 		printf("Message %s\n", id);
-	size_t printed = f != NULL ? print_events(f, id, json) : 0;
+	size_t printed = f != NULL ? print_events(f, id, comp, json) : 0;
 	if (printed == 0 && !follow) {
 		fprintf(stderr, "mailctl: no events for %s\n", id);
 		fclose(f);
@@ -469,7 +475,7 @@ int cmd_trace(int argc, char **argv, const char *datadir)
 			if (f == NULL)
 				f = fopen(path, "r");
 			if (f != NULL)
-				print_events(f, id, json);
+				print_events(f, id, comp, json);
 		}
 	}
 	if (f != NULL)

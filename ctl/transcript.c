@@ -8,7 +8,11 @@
  * protocol and by user. Connection numbers are per daemon, so a conversation is
  * named "comp#conn". A user filter keeps a conversation from the moment its
  * session is known to belong to that user (after authentication), and keeps
- * following it until it ends. */
+ * following it until it ends.
+ *
+ * --last prints only the newest conversation in which the client said
+ * something (readiness probes that connect and leave are not conversations),
+ * and stops: the demo shows "the SMTP session that just happened" with it. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -28,7 +32,10 @@
 
 struct transcript_filter {
 	const char *proto;
+	const char *comp;
 	const char *user;
+	/* --last: only this conversation ("comp#conn"), once it is known. */
+	char *only;
 	/* Conversations ("comp#conn") seen with the wanted user. */
 	char *tracked[TRANSCRIPT_MAX_TRACKED];
 	size_t tracked_count;
@@ -91,9 +98,13 @@ static char *format_record(struct transcript_filter *f, const char *text)
 		goto out;
 	if (f->proto != NULL && strcasecmp(proto, f->proto) != 0)
 		goto out;
+	if (f->comp != NULL && strcasecmp(comp, f->comp) != 0)
+		goto out;
 	char conversation[96];
 	snprintf(conversation, sizeof(conversation), "%s#%s", comp, conn);
-	if (f->user != NULL) {
+	if (f->only != NULL && strcmp(f->only, conversation) != 0)
+		goto out;
+	if (f->user != NULL && f->only == NULL) {
 		if (user != NULL && strcasecmp(user, f->user) == 0)
 			track(f, conversation);
 		if (!is_tracked(f, conversation))
@@ -113,6 +124,55 @@ out:
 	free(keys);
 	free(values);
 	return result;
+}
+
+/* --last, first pass: the conversation of the newest client line that passes
+ * the protocol and user filters, from the file's position; the position is
+ * restored. NULL when there is none (caller frees). */
+static char *find_last_conversation(FILE *in, const struct transcript_filter *f)
+{
+	long start = ftell(in);
+	char *found = NULL;
+	buf_t line = BUF_INIT;
+	int ch;
+	bool done = false;
+	while (!done) {
+		buf_reset(&line);
+		bool too_long = false;
+		while ((ch = getc(in)) != EOF && ch != '\n') {
+			if (line.len < TRANSCRIPT_MAX_LINE)
+				buf_append_char(&line, (char)ch);
+			else
+				too_long = true;
+		}
+		done = ch == EOF;
+		if (done || too_long)
+			continue;
+		char **keys, **values;
+		size_t n = log_parse_line(buf_cstr(&line), &keys, &values);
+		const char *proto = pair_get(n, keys, values, "proto");
+		const char *comp = pair_get(n, keys, values, "comp");
+		const char *conn = pair_get(n, keys, values, "conn");
+		const char *dir = pair_get(n, keys, values, "dir");
+		const char *user = pair_get(n, keys, values, "user");
+		if (proto != NULL && comp != NULL && conn != NULL && dir != NULL &&
+		    strcmp(dir, "C") == 0 && (f->proto == NULL || strcasecmp(proto, f->proto) == 0) &&
+		    (f->comp == NULL || strcasecmp(comp, f->comp) == 0) &&
+		    (f->user == NULL || (user != NULL && strcasecmp(user, f->user) == 0))) {
+			free(found);
+			found = xasprintf("%s#%s", comp, conn);
+		}
+		for (size_t i = 0; i < n; i++) {
+			free(keys[i]);
+			free(values[i]);
+		}
+		free(keys);
+		free(values);
+	}
+	buf_free(&line);
+	clearerr(in);
+	fseek(in, start, SEEK_SET);
+	return found;
 }
 
 /* Prints the records from the file's position to its end; a partial last line
@@ -155,10 +215,13 @@ static void print_new(FILE *in, struct transcript_filter *f)
 static void transcript_usage(FILE *out)
 {
 	fputs("usage: mailctl transcript [--dir D] [--proto smtp|lmtp|imap|pop3] [--user U]\n"
-	      "                          [--no-follow] [--all]\n"
+	      "                          [--comp mta|mda|imapd|pop3d]\n"
+	      "                          [--no-follow] [--all] [--last]\n"
 	      "  prints the protocol conversations of all daemons (secrets masked),\n"
 	      "  the recent ones first (--all: from the beginning), then follows them\n"
-	      "  until Ctrl-C (--no-follow: stops at the end of what is there)\n",
+	      "  until Ctrl-C (--no-follow: stops at the end of what is there)\n"
+	      "  --comp: only the conversations of one daemon (the mda's side of LMTP)\n"
+	      "  --last: only the newest conversation in which the client spoke, then stop\n",
 	      out);
 }
 
@@ -167,22 +230,26 @@ int cmd_transcript(int argc, char **argv, const char *datadir)
 	static const struct option options[] = {
 		{"proto", required_argument, NULL, 'p'},
 		{"user", required_argument, NULL, 'u'},
+		{"comp", required_argument, NULL, 'c'},
 		{"no-follow", no_argument, NULL, 'n'},
 		{"all", no_argument, NULL, 'a'},
+		{"last", no_argument, NULL, 'l'},
 		{"dir", required_argument, NULL, 'd'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct transcript_filter filter = {0};
-	bool follow = true, all = false;
+	bool follow = true, all = false, last = false;
 	int opt;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "p:u:na", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "p:u:c:nal", options, NULL)) != -1) {
 		switch (opt) {
 		case 'p': filter.proto = optarg; break;
 		case 'u': filter.user = optarg; break;
+		case 'c': filter.comp = optarg; break;
 		case 'n': follow = false; break;
 		case 'a': all = true; break;
+		case 'l': last = true; follow = false; break;
 		case 'd': break; /* handled by main.c */
 		case 'h': transcript_usage(stdout); return 0;
 		default: transcript_usage(stderr); return 1;
@@ -221,6 +288,17 @@ int cmd_transcript(int argc, char **argv, const char *datadir)
 			fseek(in, 0, SEEK_SET);
 		}
 	}
+	if (in != NULL && last) {
+		filter.only = find_last_conversation(in, &filter);
+		if (filter.only == NULL) {
+			fprintf(stderr, "mailctl: no %s%sconversation in %s%s\n",
+				filter.proto != NULL ? filter.proto : "", filter.proto != NULL ? " " : "",
+				path, all ? "" : " (the last 64 KiB; --all reads it whole)");
+			fclose(in);
+			free(path);
+			return 1;
+		}
+	}
 	if (in != NULL)
 		print_new(in, &filter);
 	if (follow) {
@@ -238,6 +316,7 @@ int cmd_transcript(int argc, char **argv, const char *datadir)
 		fclose(in);
 	for (size_t i = 0; i < filter.tracked_count; i++)
 		free(filter.tracked[i]);
+	free(filter.only);
 	free(path);
 	return 0;
 }
