@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "store.h"
 
 /* Messages delivered at once; each holds its body in memory. */
 #define SCHED_MAX_IN_FLIGHT 128
@@ -54,6 +55,7 @@ struct scheduler {
 	size_t retry_count;
 	int64_t lifetime_ms;
 	int64_t warning_ms;
+	int64_t started_ms;      /* messages older than this may have been in flight at a crash */
 	bool shutting_down;
 };
 
@@ -87,6 +89,7 @@ struct scheduler *scheduler_new(struct mta *m)
 	scheduler_parse_retry(s, config_str(m->cfg, "smtp.retry_schedule"), scale);
 	s->lifetime_ms = config_int(m->cfg, "smtp.max_queue_lifetime") * 1000 / scale;
 	s->warning_ms = config_int(m->cfg, "smtp.delay_warning_time") * 1000 / scale;
+	s->started_ms = queue_now_ms();
 	s->lmtp = lmtp_pool_new(m);
 	s->smtp = smtp_clients_new(m);
 	uv_timer_init(m->loop, &s->timer);
@@ -285,18 +288,68 @@ static void scheduler_delivery_done(struct delivery *dl)
 		scheduler_record(sm);
 }
 
+/* After a crash, a local recipient may already have the message although its
+ * result was never recorded (killed between the mda's 250 and our commit).
+ * The mailbox keeps the lifecycle id, so look before delivering it again. */
+static bool scheduler_already_in_mailbox(struct scheduler *s, const char *address, const char *id)
+{
+	struct user_info info;
+	memset(&info, 0, sizeof(info));
+	if (userdb_user_lookup(s->m->users, address, &info) < 0)
+		return false;
+	store *st = NULL;
+	char *err = NULL;
+	bool found = false;
+	if (store_open(s->m->d->datadir, info.address, &st, &err) == 0) {
+		char **folders = NULL;
+		uint32_t *uids = NULL;
+		size_t count = 0;
+		if (store_find_lifecycle(st, id, &folders, &uids, &count) == 0) {
+			found = count > 0;
+			store_strv_free(folders);
+			free(uids);
+		}
+		store_close(&st);
+	}
+	free(err);
+	user_info_free(&info);
+	return found;
+}
+
 /* Splits a loaded message into deliveries (local, then one per domain) and starts them. */
 static void scheduler_dispatch(struct scheduler *s, struct sched_msg *sm)
 {
 	struct queue_msg *msg = &sm->msg;
-	sm->deliveries = xcalloc(msg->rcpt_count, sizeof(*sm->deliveries));
+	sm->deliveries = xcalloc(msg->rcpt_count + 1, sizeof(*sm->deliveries));
+	bool maybe_in_flight_at_crash = msg->created < s->started_ms;
+	struct delivery *found = NULL;
 	for (size_t i = 0; i < msg->rcpt_count; i++) {
 		struct queue_rcpt *r = &msg->rcpts[i];
 		char *domain = policy_domain_of(r->address);
 		bool local = userdb_domain_is_local(s->m->users, domain);
+		if (local && maybe_in_flight_at_crash &&
+		    scheduler_already_in_mailbox(s, r->address, msg->id)) {
+			if (found == NULL) {
+				found = &sm->deliveries[sm->delivery_count++];
+				found->msg = msg;
+				found->rcpts = xcalloc(msg->rcpt_count, sizeof(*found->rcpts));
+				found->done = scheduler_delivery_done;
+				found->owner = sm;
+				snprintf(found->proto, sizeof(found->proto), "LMTP");
+				found->hop = xstrdup("mailbox check after restart");
+			}
+			struct delivery_rcpt *dr = &found->rcpts[found->count++];
+			dr->rcpt = r;
+			delivery_set(dr, 250, "2.0.0", "250 2.0.0 Already in the mailbox "
+				     "(delivered before a restart)");
+			free(domain);
+			continue;
+		}
 		struct delivery *dl = NULL;
 		for (size_t j = 0; j < sm->delivery_count && dl == NULL; j++) {
 			struct delivery *d = &sm->deliveries[j];
+			if (d == found)
+				continue;
 			if (local ? d->domain == NULL : (d->domain != NULL && strcmp(d->domain, domain) == 0))
 				dl = d;
 		}
@@ -311,11 +364,17 @@ static void scheduler_dispatch(struct scheduler *s, struct sched_msg *sm)
 		dl->rcpts[dl->count++].rcpt = r;
 		free(domain);
 	}
-	sm->pending = sm->delivery_count;
+	sm->pending = sm->delivery_count - (found != NULL ? 1 : 0);
+	if (sm->pending == 0) {
+		scheduler_record(sm);
+		return;
+	}
 	/* Starting a delivery may finish it at once; count first, then start. */
 	size_t n = sm->delivery_count;
 	for (size_t j = 0; j < n; j++) {
 		struct delivery *dl = &sm->deliveries[j];
+		if (dl == found)
+			continue;
 		if (dl->domain == NULL)
 			lmtp_deliver(s->lmtp, dl);
 		else
