@@ -52,6 +52,28 @@ static const struct config_key config_key_table[] = {
 /* Sections whose names are free (not declared keys): read as ordered pairs. */
 static const char *const config_free_sections[] = {"routes"};
 
+/* Extra checks on some keys beyond their type: a range for numbers, a list
+ * of words for strings. */
+struct config_check {
+	const char *key;
+	int64_t min, max;            /* INT keys */
+	const char *const *words;    /* STR keys: NULL-terminated choices */
+	const char *words_text;
+};
+
+static const char *const config_log_levels[] = {"debug", "info", "warn", "error", NULL};
+
+static const struct config_check config_checks[] = {
+	/* The highest standard port is 995, and ports end at 65535. */
+	{"server.port_base", 0, 65535 - 995, NULL, NULL},
+	{"server.max_connections", 1, 1000000, NULL, NULL},
+	{"server.max_connections_per_ip", 1, 1000000, NULL, NULL},
+	{"server.max_auth_failures", 1, 1000, NULL, NULL},
+	{"lmtp.tcp_port", 0, 65535, NULL, NULL},
+	{"smtp.queue_time_scale", 1, 1000000, NULL, NULL},
+	{"log.level", 0, 0, config_log_levels, "debug, info, warn, error"},
+};
+
 /* Longest key name or value accepted, checked before copying. */
 #define CONFIG_MAX_VALUE_LEN 4096
 
@@ -170,6 +192,26 @@ static int config_value_assign(config *cfg, size_t index, const char *text, char
 		parsed.bool_value = b == 1;
 		break;
 	}
+	}
+	for (size_t i = 0; i < sizeof(config_checks) / sizeof(config_checks[0]); i++) {
+		const struct config_check *check = &config_checks[i];
+		if (strcmp(check->key, key->name) != 0)
+			continue;
+		if (key->type == CONFIG_INT &&
+		    (parsed.int_value < check->min || parsed.int_value > check->max)) {
+			*err_r = xasprintf("bad value for %s: '%s' is out of range (%lld to %lld)",
+					   key->name, text, (long long)check->min,
+					   (long long)check->max);
+			return -1;
+		}
+		bool listed = check->words == NULL;
+		for (size_t w = 0; check->words != NULL && check->words[w] != NULL; w++)
+			listed = listed || strcasecmp(check->words[w], text) == 0;
+		if (!listed) {
+			*err_r = xasprintf("bad value for %s: '%s' is not one of %s", key->name,
+					   text, check->words_text);
+			return -1;
+		}
 	}
 	parsed.text = xstrdup(text);
 	free(cfg->values[index].text);

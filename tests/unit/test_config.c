@@ -136,6 +136,14 @@ static void test_load_errors(void **state)
 		 "(yes/no/true/false/on/off/1/0)"},
 		{"toplevel = 1\n", ":1: unknown key 'toplevel'"},
 		{"[nosuch]\nkey = 1\n", ":2: unknown key 'nosuch.key'"},
+		{"[server]\nport_base = 64541\n",
+		 ":2: bad value for server.port_base: '64541' is out of range (0 to 64540)"},
+		{"[server]\nport_base = -1\n",
+		 ":2: bad value for server.port_base: '-1' is out of range (0 to 64540)"},
+		{"[log]\nlevel = loud\n",
+		 ":2: bad value for log.level: 'loud' is not one of debug, info, warn, error"},
+		{"[smtp]\nqueue_time_scale = 0\n",
+		 ":2: bad value for smtp.queue_time_scale: '0' is out of range (1 to 1000000)"},
 		{"[server]\nthis line has no equals sign\n",
 		 ":2: syntax error (expected [section] or key = value)"},
 		{"[server]\nhostname = a\n[smtp]\nmax_errors = 1\nbogus = 2\nalso_bad = 3\n",
@@ -195,6 +203,10 @@ static void test_set(void **state)
 		{"server.hostnam", "x", "unknown key 'server.hostnam'"},
 		{"hostname", "x", "unknown key 'hostname'"},
 		{"routes.example.org", "10.0.0.1:25", NULL},
+		{"log.level", "DEBUG", NULL},
+		{"log.level", "verbose",
+		 "bad value for log.level: 'verbose' is not one of debug, info, warn, error"},
+		{"server.port_base", "64540", NULL},
 	};
 	config *cfg = config_defaults();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -208,7 +220,7 @@ static void test_set(void **state)
 			free(err);
 		}
 	}
-	assert_int_equal(config_int(cfg, "server.port_base"), 2000);
+	assert_int_equal(config_int(cfg, "server.port_base"), 64540);
 	assert_false(config_bool(cfg, "log.transcript"));
 	assert_string_equal(config_section_get(cfg, "routes", "example.org"), "10.0.0.1:25");
 	config_set_datadir(cfg, "/srv/mail");
