@@ -82,20 +82,63 @@ void imap_envelope_format(buf_t *out, const struct header *h)
 	buf_append_char(out, ')');
 }
 
-/* Appends a parameter list ("name" "value" ...) or NIL. */
-static void bs_params(buf_t *out, const struct content_type *ct)
+/* Whether a parameter value can go on the wire as it is: printable ASCII. */
+static bool bs_value_is_ascii(const char *v)
 {
-	if (ct->param_count == 0) {
+	for (const unsigned char *p = (const unsigned char *)v; *p != '\0'; p++) {
+		if (*p < 0x20 || *p > 0x7e)
+			return false;
+	}
+	return true;
+}
+
+/* Appends one "name" "value" pair. Values arrive decoded (RFC 2231
+ * continuations joined, charsets converted to UTF-8); a value that is not
+ * printable ASCII goes out in RFC 2231 extended form, "name*" "utf-8''%E2%82%AC",
+ * so the response stays 7-bit and clients decode it as they would the header. */
+static void bs_param(buf_t *out, const char *name, const char *value)
+{
+	if (value == NULL || bs_value_is_ascii(value)) {
+		bs_nstring(out, name);
+		buf_append_char(out, ' ');
+		bs_nstring(out, value != NULL ? value : "");
+		return;
+	}
+	buf_t n = BUF_INIT, v = BUF_INIT;
+	buf_printf(&n, "%s*", name);
+	buf_append_str(&v, "utf-8''");
+	for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
+		/* RFC 2231 7: attribute-char is a token character other than * ' %. */
+		if (*p > 0x20 && *p < 0x7f && strchr("*'%()<>@,;:\\\"/[]?=", *p) == NULL)
+			buf_append_char(&v, (char)*p);
+		else
+			buf_printf(&v, "%%%02X", *p);
+	}
+	bs_nstring(out, buf_cstr(&n));
+	buf_append_char(out, ' ');
+	bs_nstring(out, buf_cstr(&v));
+	buf_free(&n);
+	buf_free(&v);
+}
+
+/* Appends a parameter list ("name" "value" ...) or NIL. A text part without a
+ * charset parameter gets "charset" "us-ascii" first, its default (RFC 2045
+ * 5.2, RFC 2046 4.1.2), as RFC 3501's own examples show it. */
+static void bs_params(buf_t *out, const struct content_type *ct, bool text)
+{
+	bool add_charset = text && content_type_param(ct, "charset") == NULL;
+	if (ct->param_count == 0 && !add_charset) {
 		buf_append_str(out, "NIL");
 		return;
 	}
 	buf_append_char(out, '(');
+	if (add_charset)
+		buf_append_str(out, ct->param_count > 0 ? "\"charset\" \"us-ascii\" "
+							  : "\"charset\" \"us-ascii\"");
 	for (size_t i = 0; i < ct->param_count; i++) {
 		if (i > 0)
 			buf_append_char(out, ' ');
-		bs_nstring(out, ct->params[i].name);
-		buf_append_char(out, ' ');
-		bs_nstring(out, ct->params[i].value);
+		bs_param(out, ct->params[i].name, ct->params[i].value);
 	}
 	buf_append_char(out, ')');
 }
@@ -110,7 +153,7 @@ static void bs_disposition(buf_t *out, const struct mime_part *part)
 	buf_append_char(out, '(');
 	bs_nstring(out, part->disposition.type);
 	buf_append_char(out, ' ');
-	bs_params(out, &part->disposition);
+	bs_params(out, &part->disposition, false);
 	buf_append_char(out, ')');
 }
 
@@ -166,7 +209,7 @@ void imap_bodystructure_format(buf_t *out, const char *msg, const struct mime_pa
 		bs_nstring(out, subtype);
 		if (extended) {
 			buf_append_char(out, ' ');
-			bs_params(out, &part->type);
+			bs_params(out, &part->type, false);
 			bs_extension_tail(out, part);
 		}
 		buf_append_char(out, ')');
@@ -176,7 +219,7 @@ void imap_bodystructure_format(buf_t *out, const char *msg, const struct mime_pa
 	buf_append_char(out, ' ');
 	bs_nstring(out, subtype);
 	buf_append_char(out, ' ');
-	bs_params(out, &part->type);
+	bs_params(out, &part->type, strcmp(type, "text") == 0);
 	buf_append_char(out, ' ');
 	bs_nstring(out, part->id);
 	buf_append_char(out, ' ');
@@ -226,7 +269,8 @@ char *imap_envelope(store *st, const char *folder, uint32_t uid)
 
 char *imap_bodystructure(store *st, const char *folder, uint32_t uid, bool extended)
 {
-	const char *key = extended ? "bodystructure" : "body";
+	/* The keys name the format's version: a change of format recomputes. */
+	const char *key = extended ? "bodystructure.2" : "body.2";
 	char *cached = NULL;
 	if (store_cache_get(st, folder, uid, key, &cached) == 0 && cached != NULL)
 		return cached;
