@@ -42,6 +42,7 @@ static const struct ctl_command ctl_commands[] = {
 	{"trace", cmd_trace, "show a message's journey: trace ID|MESSAGE-ID|--last [--json] [--follow]"},
 	{"transcript", cmd_transcript, "follow the protocol conversations of all daemons [--proto P] [--user U]"},
 	{"fault", cmd_fault, "fault set COMPONENT FAULT [ARG] | clear | list: injected faults for labs"},
+	{"demo", cmd_demo, "demo [--no-pause]: one message's whole lifecycle, narrated for a lecture"},
 	{"views", cmd_views, "views [USER] | --path USER: read-only SQL views of a mailbox for sqlite3"},
 };
 
