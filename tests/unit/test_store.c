@@ -88,6 +88,47 @@ static struct store_folder get_folder(store *st, const char *name)
 	return f;
 }
 
+/* Checks every folder's kept counters against a recount of its messages,
+ * through a connection of our own. */
+static void check_counters(store *st)
+{
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open(store_db_path(st), &db), SQLITE_OK);
+	sqlite3_stmt *stmt = NULL;
+	assert_int_equal(sqlite3_prepare_v2(db,
+		"SELECT f.name, f.messages, f.unseen, f.recent, f.size, "
+		"(SELECT count(*) FROM messages m WHERE m.folder_id = f.id), "
+		"(SELECT count(*) FROM messages m WHERE m.folder_id = f.id AND (m.flags & 1) = 0), "
+		"(SELECT count(*) FROM messages m WHERE m.folder_id = f.id "
+		"  AND m.uid >= f.first_recent_uid), "
+		"(SELECT coalesce(sum(size), 0) FROM messages m WHERE m.folder_id = f.id), "
+		"f.highestmodseq >= (SELECT coalesce(max(modseq), 0) FROM messages m "
+		"  WHERE m.folder_id = f.id) FROM folders f", -1, &stmt, NULL), SQLITE_OK);
+	while (sqlite3_step(stmt) == SQLITE_ROW) {
+		for (int i = 1; i <= 4; i++)
+			if (sqlite3_column_int64(stmt, i) != sqlite3_column_int64(stmt, i + 4))
+				fail_msg("folder %s: counter %d is %lld, recount %lld",
+					 sqlite3_column_text(stmt, 0), i,
+					 (long long)sqlite3_column_int64(stmt, i),
+					 (long long)sqlite3_column_int64(stmt, i + 4));
+		assert_int_equal(sqlite3_column_int(stmt, 9), 1);
+	}
+	sqlite3_finalize(stmt);
+	/* No body is left without a message, none is missing. */
+	assert_int_equal(sqlite3_prepare_v2(db,
+		"SELECT (SELECT count(*) FROM bodies b WHERE NOT EXISTS "
+		"  (SELECT 1 FROM messages m WHERE m.body_id = b.id)), "
+		"(SELECT count(*) FROM messages m WHERE NOT EXISTS "
+		"  (SELECT 1 FROM bodies b WHERE b.id = m.body_id)), "
+		"(SELECT user_version FROM pragma_user_version)", -1, &stmt, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(stmt, 0), 0);
+	assert_int_equal(sqlite3_column_int(stmt, 1), 0);
+	assert_int_equal(sqlite3_column_int(stmt, 2), 2);
+	sqlite3_finalize(stmt);
+	sqlite3_close(db);
+}
+
 /* A new mailbox has the file, the notify file and the six default folders
  * with their roles, all subscribed; INBOX comes first. */
 static void test_open_defaults(void **state)
@@ -441,6 +482,7 @@ static void test_append_and_read(void **state)
 	assert_int_equal(store_msg_get(st, "INBOX", uid, &m), 0);
 	assert_false(m.recent);
 	store_msg_free(&m);
+	check_counters(st);
 	store_close(&st);
 }
 
@@ -526,6 +568,7 @@ static void test_flags_modseq(void **state)
 	store_msg_list_free(list, count);
 	assert_int_equal(store_msg_set_flags(st, "INBOX", 99, STORE_FLAGS_ADD, STORE_FLAG_SEEN,
 					     NULL, 0, NULL), STORE_ERR_NOTFOUND);
+	check_counters(st);
 	store_close(&st);
 }
 
@@ -584,6 +627,7 @@ static void test_expunge(void **state)
 	assert_int_equal(f.messages, 0);
 	assert_int_equal(f.unseen, 0);
 	assert_int_equal(f.size, 0);
+	check_counters(st);
 	assert_int_equal(store_expunged_since(st, "INBOX", f.highestmodseq, &gone, &count), 0);
 	assert_int_equal(count, 0);
 	free(gone);
@@ -633,7 +677,10 @@ static void test_copy_move(void **state)
 	assert_memory_equal(data, sample, len);
 	free(data);
 
-	/* Move. */
+	/* Move (after \Recent was cleared at the source: it is set again). */
+	assert_int_equal(store_folder_clear_recent(st, "INBOX"), 0);
+	assert_int_equal(store_folder_clear_recent(st, "Saved"), 0);
+	check_counters(st);
 	struct store_folder inbox = get_folder(st, "INBOX");
 	uint64_t before = inbox.highestmodseq;
 	store_folder_free(&inbox);
@@ -656,12 +703,14 @@ static void test_copy_move(void **state)
 	store_folder_free(&saved);
 	saved = get_folder(st, "Saved");
 	assert_int_equal(saved.messages, 3);
+	assert_int_equal(saved.recent, 1);
 	assert_int_equal(saved.uidnext, 4);
 	store_folder_free(&saved);
 	/* Errors. */
 	assert_int_equal(store_copy(st, "INBOX", &b, 1, "Nope", false, NULL, NULL),
 			 STORE_ERR_NOTFOUND);
 	assert_int_equal(store_cache_get(st, "Saved", 1, "nokey", &value), STORE_ERR_NOTFOUND);
+	check_counters(st);
 	store_close(&st);
 }
 
@@ -748,6 +797,7 @@ static void test_rename(void **state)
 	assert_int_equal(f.messages, 1);
 	store_folder_free(&f);
 	assert_int_equal(store_folder_rename(st, "INBOX", "INBOX"), STORE_ERR_INVALID);
+	check_counters(st);
 	store_close(&st);
 }
 
@@ -800,6 +850,7 @@ static void test_delete(void **state)
 	assert_int_equal(bytes, 0);
 	assert_int_equal(store_folder_delete(st, "Parent"), 0);
 	assert_int_equal(store_folder_get(st, "Parent", &f), STORE_ERR_NOTFOUND);
+	check_counters(st);
 	store_close(&st);
 }
 
