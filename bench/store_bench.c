@@ -114,7 +114,7 @@ int main(int argc, char **argv)
 	char *chunk = xmalloc(BENCH_CHUNK);
 	memset(chunk, 'x', BENCH_CHUNK);
 	memcpy(chunk, "Subject: big\r\n\r\n", 16);
-	t0 = bench_now();
+	double t0 = bench_now();
 	store_appender *a = NULL;
 	bench_check(st, store_append_start(st, "Drafts", BENCH_BIG_SIZE, 0, NULL, 0, NULL, &a),
 		    "append_start");
@@ -139,7 +139,7 @@ int main(int argc, char **argv)
 
 	/* Durable appends, one commit each, against the bare loop. */
 	double ceiling = bench_ceiling(dir);
-	double t0 = bench_now();
+	t0 = bench_now();
 	for (int i = 0; i < BENCH_DURABLE_COUNT; i++)
 		bench_check(st, store_append(st, "Archive", bench_message, sizeof(bench_message) - 1,
 					     0, NULL, 0, NULL, NULL, NULL), "append");
