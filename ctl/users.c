@@ -76,18 +76,20 @@ static int users_read_line(int fd, buf_t *out)
 static int users_prompt_noecho(const char *prompt, buf_t *out)
 {
 	struct termios old, quiet;
-	fputs(prompt, stderr);
-	fflush(stderr);
+	/* Echo goes off before the prompt shows, so nothing typed after it
+	 * is ever echoed; TCSANOW keeps what was typed ahead. */
 	bool have_termios = tcgetattr(STDIN_FILENO, &old) == 0;
 	if (have_termios) {
 		quiet = old;
 		quiet.c_lflag &= ~(tcflag_t)ECHO;
 		quiet.c_lflag |= ECHONL;
-		tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+		tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
 	}
+	fputs(prompt, stderr);
+	fflush(stderr);
 	int ret = users_read_line(STDIN_FILENO, out);
 	if (have_termios)
-		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+		tcsetattr(STDIN_FILENO, TCSANOW, &old);
 	return ret;
 }
 

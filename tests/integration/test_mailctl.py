@@ -629,3 +629,51 @@ def test_up_with_dropped_privileges_serves_a_user_added_later():
         rc = up.stop()
         shutil.rmtree(reachable)
     assert rc == 0, up.stderr()[-3000:]
+
+
+def tmux_run(name, command, keys, timeout=30):
+    """Runs command in a detached tmux pane, types keys (each followed by Enter
+    once the pane shows the expected prompt) and returns the pane's text."""
+    subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+    done = f"{command}; echo EXIT=$?; sleep 30"
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "200", "-y", "20", done],
+                   check=True)
+    try:
+        deadline = time.monotonic() + timeout
+        for i, (prompt, text) in enumerate(keys):
+            # capture-pane drops trailing blanks; count this prompt's showings so far.
+            want = sum(1 for p, _ in keys[:i + 1] if p == prompt)
+            while time.monotonic() < deadline:
+                pane = subprocess.run(["tmux", "capture-pane", "-p", "-t", name],
+                                      capture_output=True, text=True).stdout
+                if pane.count(prompt.rstrip()) >= want:
+                    break
+                time.sleep(0.05)
+            subprocess.run(["tmux", "send-keys", "-t", name, "-l", text], check=True)
+            subprocess.run(["tmux", "send-keys", "-t", name, "Enter"], check=True)
+        while time.monotonic() < deadline:
+            pane = subprocess.run(["tmux", "capture-pane", "-p", "-t", name],
+                                  capture_output=True, text=True).stdout
+            if "EXIT=" in pane:
+                return pane
+            time.sleep(0.05)
+        raise AssertionError(f"no exit status in the pane:\n{pane}")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+
+
+def test_password_prompt_on_a_terminal_hides_and_confirms(stack):
+    cmd = f"MAILSTACK_DIR={stack.dir} {MAILCTL} user add carol@example.test"
+    pane = tmux_run("mailctl-pw1", cmd, [("Password for carol@example.test: ", "Terminal-pw-1"),
+                                         ("Repeat the password: ", "Terminal-pw-1")])
+    assert "Terminal-pw-1" not in pane
+    lines = [line.rstrip() for line in pane.splitlines() if line.strip()]
+    assert lines[-2:] == [f"added carol@example.test (mailbox "
+                          f"{stack.path('mail', 'example.test', 'carol.sqlite')})", "EXIT=0"]
+
+    cmd = f"MAILSTACK_DIR={stack.dir} {MAILCTL} user passwd carol@example.test"
+    pane = tmux_run("mailctl-pw2", cmd, [("Password for carol@example.test: ", "one-thing"),
+                                         ("Repeat the password: ", "another")])
+    assert "one-thing" not in pane and "another" not in pane
+    lines = [line.rstrip() for line in pane.splitlines() if line.strip()]
+    assert lines[-2:] == ["mailctl: the passwords do not match", "EXIT=1"]
