@@ -29,6 +29,7 @@
 #include <strings.h>
 
 #include "buffer.h"
+#include "fault.h"
 #include "log.h"
 #include "mda.h"
 #include "net.h"
@@ -193,6 +194,86 @@ static void lmtp_refuse_all(struct lmtp_session *s, const char *code, const char
 	lmtp_flush_replies(s);
 }
 
+/* Delivers the complete message in t->data to each recipient. */
+static void lmtp_deliver_all(struct lmtp_session *s)
+{
+	struct lmtp_txn *t = s->txn;
+	size_t len = t->data.len;
+	struct mda_message *msg = mda_message_new(buf_steal(&t->data), len, t->sender,
+						  t->lifecycle_id);
+	char size[32];
+	snprintf(size, sizeof(size), "%zu", len);
+	log_kv(LOG_INFO, conn_id(s->c), "message received", "id", t->lifecycle_id, "from",
+	       t->sender, "size", size, NULL);
+	t->starting = true;
+	t->deliveries_pending = t->rcpt_count;
+	for (size_t i = 0; i < t->rcpt_count; i++) {
+		struct lmtp_pending *p = xcalloc(1, sizeof(*p));
+		p->srv = lmtp_server;
+		p->conn_id = conn_id(s->c);
+		p->serial = t->serial;
+		p->index = i;
+		struct mda_delivery *dl = delivery_new(s->mda, msg, &t->rcpts[i].info,
+						       t->rcpts[i].address);
+		delivery_start(dl, lmtp_on_delivered, p);
+	}
+	mda_message_unref(&msg);
+	t->starting = false;
+	lmtp_flush_replies(s);
+}
+
+/* The "mda slow" fault's timer: finds its session by id, which may be gone. */
+struct lmtp_slow {
+	uv_timer_t timer;
+	net_server *srv;
+	uint64_t conn_id;
+	uint64_t serial;
+};
+
+static void lmtp_slow_closed(uv_handle_t *handle)
+{
+	free(handle->data);
+}
+
+static void lmtp_slow_done(uv_timer_t *timer)
+{
+	struct lmtp_slow *slow = timer->data;
+	conn *c = net_server_find(slow->srv, slow->conn_id);
+	struct lmtp_session *s = c != NULL && !conn_is_closing(c) ? conn_data(c) : NULL;
+	if (s != NULL && s->txn != NULL && s->txn->serial == slow->serial)
+		lmtp_deliver_all(s);
+	uv_close((uv_handle_t *)timer, lmtp_slow_closed);
+}
+
+/* Applies the faults injected for labs (common/fault.h); true when one
+ * answered or delayed the transaction. */
+static bool lmtp_apply_faults(struct lmtp_session *s)
+{
+	const char *datadir = s->mda->datadir;
+	if (fault_get(datadir, "mda", "tempfail") != NULL) {
+		lmtp_refuse_all(s, "451 4.3.0", "Temporary failure (injected fault: mda tempfail)");
+		return true;
+	}
+	if (fault_get(datadir, "mda", "permfail") != NULL) {
+		lmtp_refuse_all(s, "554 5.3.0", "Delivery refused (injected fault: mda permfail)");
+		return true;
+	}
+	const char *slow = fault_get(datadir, "mda", "slow");
+	if (slow != NULL) {
+		struct lmtp_slow *timer = xcalloc(1, sizeof(*timer));
+		timer->srv = lmtp_server;
+		timer->conn_id = conn_id(s->c);
+		timer->serial = s->txn->serial;
+		uv_timer_init(s->mda->loop, &timer->timer);
+		timer->timer.data = timer;
+		log_kv(LOG_INFO, conn_id(s->c), "injected fault: mda slow", "seconds", slow, NULL);
+		uv_timer_start(&timer->timer, lmtp_slow_done, (uint64_t)strtoul(slow, NULL, 10) * 1000,
+			       0);
+		return true;
+	}
+	return false;
+}
+
 /* The whole message is in t->data: check it, then deliver to each recipient. */
 static void lmtp_message_complete(struct lmtp_session *s)
 {
@@ -218,28 +299,9 @@ static void lmtp_message_complete(struct lmtp_session *s)
 				"CRLF (RFC 5321 2.3.8)");
 		return;
 	}
-	size_t len = t->data.len;
-	struct mda_message *msg = mda_message_new(buf_steal(&t->data), len, t->sender,
-						  t->lifecycle_id);
-	char size[32];
-	snprintf(size, sizeof(size), "%zu", len);
-	log_kv(LOG_INFO, conn_id(s->c), "message received", "id", t->lifecycle_id, "from",
-	       t->sender, "size", size, NULL);
-	t->starting = true;
-	t->deliveries_pending = t->rcpt_count;
-	for (size_t i = 0; i < t->rcpt_count; i++) {
-		struct lmtp_pending *p = xcalloc(1, sizeof(*p));
-		p->srv = lmtp_server;
-		p->conn_id = conn_id(s->c);
-		p->serial = t->serial;
-		p->index = i;
-		struct mda_delivery *dl = delivery_new(s->mda, msg, &t->rcpts[i].info,
-						       t->rcpts[i].address);
-		delivery_start(dl, lmtp_on_delivered, p);
-	}
-	mda_message_unref(&msg);
-	t->starting = false;
-	lmtp_flush_replies(s);
+	if (lmtp_apply_faults(s))
+		return;
+	lmtp_deliver_all(s);
 }
 
 /* ---- DATA and BDAT content ---- */
