@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A handle is used by one thread at a time (each daemon's loop thread). */
 typedef struct store store;
 
 /* System flags as bits. */
@@ -148,7 +149,12 @@ int store_msg_get(store *st, const char *folder, uint32_t uid, struct store_msg 
 void store_msg_free(struct store_msg *m);
 void store_msg_list_free(struct store_msg *list, size_t count);
 
-/* Reading a message body in chunks (sqlite3 incremental blob I/O). */
+/* Reading a message body in chunks (sqlite3 incremental blob I/O). A reader
+ * may outlive its store handle. Messages up to 256 KiB are read whole at
+ * open; a larger one gets a connection of its own holding a snapshot, so it
+ * reads on to the end even if the message is expunged meanwhile, never holds
+ * up writes, but cannot see a message appended in a transaction that is
+ * still open on the handle. */
 typedef struct store_reader store_reader;
 int store_msg_open(store *st, const char *folder, uint32_t uid, store_reader **r_r);
 uint64_t store_reader_size(const store_reader *r);

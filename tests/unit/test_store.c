@@ -1071,6 +1071,31 @@ static void test_two_handles(void **state)
 	assert_int_equal(store_folder_create(two, "Shared", STORE_SPECIAL_NONE), 0);
 	f = get_folder(one, "Shared");
 	store_folder_free(&f);
+
+	/* A reader of a large message keeps its snapshot: the other handle
+	 * expunging the message does not cut the stream short. */
+	const size_t size = 1024 * 1024 + 17;
+	char *data = xmalloc(size);
+	fill_pattern(data, size);
+	uint32_t big = 0;
+	assert_int_equal(store_append(one, "INBOX", data, size, 0, NULL, 0, NULL, &big, NULL), 0);
+	store_reader *r = NULL;
+	assert_int_equal(store_msg_open(one, "INBOX", big, &r), 0);
+	char *back = xmalloc(size);
+	assert_int_equal(store_reader_read(r, 0, back, 1000), 1000);
+	assert_int_equal(store_expunge(two, "INBOX", &big, 1, NULL, NULL), 0);
+	assert_int_equal(store_msg_get(one, "INBOX", big, &m), STORE_ERR_NOTFOUND);
+	uint64_t off = 1000;
+	long n;
+	while ((n = store_reader_read(r, off, back + off, 300000)) > 0)
+		off += (uint64_t)n;
+	assert_int_equal(n, 0);
+	assert_int_equal(off, size);
+	assert_memory_equal(back, data, size);
+	store_reader_close(&r);
+	free(back);
+	free(data);
+	check_counters(one);
 	store_close(&one);
 	store_close(&two);
 }
