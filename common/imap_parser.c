@@ -51,6 +51,7 @@ struct imap_parser {
 	size_t arg_count;
 	size_t command_bytes;
 	bool need_separator;     /* a token just ended: SP, ')' or the line end must follow */
+	bool responses;          /* reading server responses: "((a)(b) x)" lists may touch */
 	buf_t token;
 	uint64_t literal_size;
 	uint64_t literal_left;
@@ -208,7 +209,8 @@ static enum imap_parse_result parser_between(imap_parser *p, unsigned char c)
 	default:
 		break;
 	}
-	if (p->need_separator)
+	/* RFC 3501 body-type-mpart: "1*body SP media-subtype", bodies unseparated. */
+	if (p->need_separator && !(p->responses && c == '('))
 		return parser_fail(p, IMAP_PERR_SYNTAX, "Missing space between arguments");
 	if (!parser_room_for_arg(p))
 		return parser_fail(p, IMAP_PERR_TOOMANY, "Too many arguments");
@@ -218,6 +220,7 @@ static enum imap_parse_result parser_between(imap_parser *p, unsigned char c)
 			return parser_fail(p, IMAP_PERR_TOODEEP, "Lists nested too deeply");
 		struct imap_arg *list = parser_add_arg(p, IMAP_ARG_LIST);
 		p->stack[++p->depth] = list;
+		p->need_separator = false;
 		return IMAP_PARSE_MORE;
 	case '"':
 		parser_enter(p, PS_QUOTED);
@@ -575,4 +578,10 @@ void imap_append_nstring(struct buf *out, const char *s)
 	if (s == NULL)
 		s = "";
 	imap_append_string(out, s, strlen(s));
+}
+
+/* Reads server responses: a list may follow a list without a space. */
+void imap_parser_set_responses(imap_parser *p, bool responses)
+{
+	p->responses = responses;
 }

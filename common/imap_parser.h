@@ -85,6 +85,9 @@ typedef struct imap_parser imap_parser;
 /* limits NULL = the defaults (max_literal = max_literal_buffered). */
 imap_parser *imap_parser_new(const struct imap_parser_limits *limits);
 void imap_parser_free(imap_parser **p);
+/* Parses server responses instead of commands: the only difference is that a
+ * list may directly follow a list (BODYSTRUCTURE's "((...)(...) \"mixed\")"). */
+void imap_parser_set_responses(imap_parser *p, bool responses);
 /* Forgets the current command; ready for the next one. */
 void imap_parser_reset(imap_parser *p);
 
