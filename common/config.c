@@ -308,10 +308,14 @@ int config_set(config *cfg, const char *key, const char *value, char **err_r)
 	return ret;
 }
 
-/* fgets-style reader for ini_parse_stream that counts lines. */
+/* fgets-style reader for ini_parse_stream that counts lines. inih reads into
+ * a fixed buffer (INI_MAX_LINE in the library's build); a longer line would
+ * be split and misparsed, so it ends the parse with a clear error instead. */
 static char *config_read_line(char *str, int num, void *stream)
 {
 	struct config_parse *p = stream;
+	if (p->error != NULL)
+		return NULL;
 	char *got = fgets(str, num, p->file);
 	if (got == NULL)
 		return NULL;
@@ -319,6 +323,11 @@ static char *config_read_line(char *str, int num, void *stream)
 		p->line++;
 	size_t len = strlen(got);
 	p->line_done = len > 0 && got[len - 1] == '\n';
+	if (!p->line_done && !feof(p->file)) {
+		p->error = xasprintf("%s:%d: line too long (more than %d characters)", p->path,
+				     p->line, num - 2);
+		return NULL;
+	}
 	return got;
 }
 

@@ -163,6 +163,37 @@ static void test_load_errors(void **state)
 	}
 }
 
+/* A line longer than inih's buffer is refused, not split; comments and
+ * inline comments are ignored. */
+static void test_long_lines_and_comments(void **state)
+{
+	(void)state;
+	buf_t text = BUF_INIT;
+	buf_append_str(&text, "[server]\nhostname = ");
+	for (int i = 0; i < 5000; i++)
+		buf_append_char(&text, 'a');
+	buf_append_str(&text, "\nport_base = 7\n");
+	char *path = write_conf("long.conf", buf_cstr(&text));
+	buf_free(&text);
+	config *cfg = NULL;
+	char *err = NULL;
+	assert_int_equal(config_load(path, false, &cfg, &err), -1);
+	char *want = xasprintf("%s:2: line too long (more than ", path);
+	assert_int_equal(strncmp(err, want, strlen(want)), 0);
+	free(want);
+	free(err);
+	free(path);
+
+	path = write_conf("comments.conf", "# a comment\n; another\n[server]\n"
+					   "port_base = 20000 ; inline\n  # indented\n"
+					   "hostname = mx.example.test\n");
+	assert_int_equal(config_load(path, false, &cfg, &err), 0);
+	assert_int_equal(config_int(cfg, "server.port_base"), 20000);
+	assert_string_equal(config_str(cfg, "server.hostname"), "mx.example.test");
+	config_free(&cfg);
+	free(path);
+}
+
 /* A missing file is an error unless missing_ok. */
 static void test_missing_file(void **state)
 {
@@ -313,6 +344,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),     cmocka_unit_test(test_load_values),
 		cmocka_unit_test(test_load_errors),  cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_long_lines_and_comments),
 		cmocka_unit_test(test_set),          cmocka_unit_test(test_booleans),
 		cmocka_unit_test(test_print),
 	};
