@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <uv.h>
 
 #include "buffer.h"
@@ -165,6 +167,19 @@ static void exchange_free(struct exchange *x)
 	free(x->final_data);
 	for (size_t i = 0; i < 8; i++)
 		free(x->challenges[i]);
+}
+
+/* Records one result with its data (for tests that drive steps by hand). */
+static void exchange_record_cb(void *arg, enum sasl_result result, const char *challenge_b64,
+			       const char *username)
+{
+	struct exchange *x = arg;
+	x->callbacks++;
+	x->result = result;
+	free(x->final_data);
+	x->final_data = challenge_b64 != NULL ? xstrdup(challenge_b64) : NULL;
+	free(x->username);
+	x->username = username != NULL ? xstrdup(username) : NULL;
 }
 
 /* Decodes a challenge for inspection (caller frees). */
@@ -600,6 +615,109 @@ static void test_free_while_pending(void **state)
 	free(plain_bad);
 }
 
+/* Computes a SCRAM client-final message (base64) for a gs2 header, the
+ * client-first-message-bare and the server's first challenge. */
+static char *scram_final_for(const char *gs2, const char *bare, const char *server_first_b64,
+			     const char *password)
+{
+	char *server_first = decoded(server_first_b64);
+	const char *r = server_first + 2;
+	size_t nonce_len = strcspn(r, ",");
+	const char *salt = strstr(server_first, ",s=") + 3;
+	size_t salt_len = strcspn(salt, ",");
+	char *salt_b64 = xstrndup(salt, salt_len);
+	unsigned long iterations = strtoul(strstr(server_first, ",i=") + 3, NULL, 10);
+	struct scram_keys keys;
+	unsigned char client_key[SCRAM_KEY_LEN], signature[SCRAM_KEY_LEN], proof[SCRAM_KEY_LEN];
+	assert_int_equal(scram_keys_derive_client(password, salt_b64, (uint32_t)iterations, &keys,
+						  client_key),
+			 0);
+	char *cbind = b64(gs2, strlen(gs2));
+	char *without = xasprintf("c=%s,r=%.*s", cbind, (int)nonce_len, r);
+	char *auth_message = xasprintf("%s,%s,%s", bare, server_first, without);
+	unsigned int len = 0;
+	HMAC(EVP_sha256(), keys.stored_key, SCRAM_KEY_LEN, (const unsigned char *)auth_message,
+	     strlen(auth_message), signature, &len);
+	for (size_t i = 0; i < SCRAM_KEY_LEN; i++)
+		proof[i] = client_key[i] ^ signature[i];
+	char *proof_b64 = b64((const char *)proof, SCRAM_KEY_LEN);
+	char *final = xasprintf("%s,p=%s", without, proof_b64);
+	char *final_b64 = b64(final, strlen(final));
+	free(final);
+	free(proof_b64);
+	free(auth_message);
+	free(without);
+	free(cbind);
+	free(salt_b64);
+	free(server_first);
+	return final_b64;
+}
+
+/* Runs one server step to completion and returns the callback's result. */
+static void run_step(uv_loop_t *loop, sasl_server *s, const char *response, struct exchange *x)
+{
+	x->callbacks = 0;
+	sasl_server_step(s, response, exchange_record_cb, x);
+	assert_int_equal(uv_run(loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(x->callbacks, 1);
+}
+
+/* SCRAM with the gs2 header variants: "y" flag, an authzid naming the same
+ * user (accepted) or another user (refused), and a channel-binding value
+ * that does not match the header (malformed). */
+static void test_scram_gs2_headers(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *gs2;      /* sent in client-first */
+		const char *cbind;    /* gs2 header echoed in c=, NULL = same */
+		const char *password;
+		enum sasl_result result;
+	} cases[] = {
+		{"n,,", NULL, ALICE_PASSWORD, SASL_OK},
+		{"y,,", NULL, ALICE_PASSWORD, SASL_OK},
+		{"n,a=alice@example.test,", NULL, ALICE_PASSWORD, SASL_OK},
+		{"n,a=ALICE@example.test,", NULL, ALICE_PASSWORD, SASL_OK},
+		{"n,a=bob@example.test,", NULL, ALICE_PASSWORD, SASL_FAIL},
+		{"n,,", NULL, "wrong", SASL_FAIL},
+		{"n,,", "y,,", ALICE_PASSWORD, SASL_MALFORMED},
+		{"n,a=alice@example.test,", "n,,", ALICE_PASSWORD, SASL_MALFORMED},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uv_loop_t loop;
+		uv_loop_init(&loop);
+		sasl_server *s = sasl_server_new(&loop, db, "SCRAM-SHA-256", 0);
+		struct exchange x;
+		memset(&x, 0, sizeof(x));
+		const char *bare = "n=alice@example.test,r=0123456789abcdef";
+		char *first = xasprintf("%s%s", cases[i].gs2, bare);
+		char *first_b64 = b64(first, strlen(first));
+		run_step(&loop, s, first_b64, &x);
+		assert_int_equal(x.result, SASL_CONTINUE);
+		char *final = scram_final_for(cases[i].cbind != NULL ? cases[i].cbind : cases[i].gs2,
+					      bare, x.final_data, cases[i].password);
+		free(x.final_data);
+		x.final_data = NULL;
+		run_step(&loop, s, final, &x);
+		if (x.result != cases[i].result)
+			fail_msg("case %zu (%s): result %d, want %d", i, cases[i].gs2, x.result,
+				 cases[i].result);
+		if (x.result == SASL_OK) {
+			assert_string_equal(x.username, ALICE);
+			char *v = decoded(x.final_data);
+			assert_int_equal(strncmp(v, "v=", 2), 0);
+			free(v);
+		}
+		sasl_server_free(&s);
+		assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+		assert_int_equal(uv_loop_close(&loop), 0);
+		free(final);
+		free(first_b64);
+		free(first);
+		exchange_free(&x);
+	}
+}
+
 /* A step after the end is malformed; unknown mechanisms are refused. */
 static void test_misuse(void **state)
 {
@@ -634,6 +752,7 @@ int main(void)
 		cmocka_unit_test(test_delay),
 		cmocka_unit_test(test_scripted),
 		cmocka_unit_test(test_scram_unknown_user_consistent),
+		cmocka_unit_test(test_scram_gs2_headers),
 		cmocka_unit_test(test_client_checks_server),
 		cmocka_unit_test(test_check_password),
 		cmocka_unit_test(test_free_while_pending),
