@@ -56,7 +56,10 @@ char **userdb_alias_list(userdb *db);
 /* Expands an address through aliases (recursively, loop-safe, at most 1000
  * results): the final addresses, NULL-terminated (local users and outside
  * addresses). Returns NULL when the address is neither an alias nor a user of
- * a local domain; returns the address itself for a non-local domain. */
+ * a local domain; returns the address itself for a non-local domain. A local
+ * user named with a detail resolves to itself, detail kept
+ * ("bob+lists@example.test"), so that the mda can file by detail; aliases are
+ * matched exactly first, then without the detail, and their targets replace it. */
 char **userdb_resolve(userdb *db, const char *address);
 /* Addresses the user may use as envelope sender: its own and its aliases. */
 bool userdb_sender_allowed(userdb *db, const char *user, const char *sender);
