@@ -325,6 +325,88 @@ static void test_transcript_and_events(void **state)
 	free(dir);
 }
 
+/* Over-long values are cut so that a line stays bounded and parseable. */
+static void test_long_values(void **state)
+{
+	(void)state;
+	char *path = xasprintf("%s/long.log", test_dir);
+	char *err = NULL;
+	assert_int_equal(log_init("mta", path, LOG_INFO, &err), 0);
+	char *huge = xmalloc(100001);
+	memset(huge, 'y', 100000);
+	huge[100000] = '\0';
+	log_kv(LOG_INFO, 1, "big", "a", huge, "b", huge, "c", huge, NULL);
+	log_init("mta", NULL, LOG_INFO, &err);
+	char *text = slurp(path);
+	assert_true(strlen(text) <= 16384 + 1);
+	assert_int_equal(text[strlen(text) - 1], '\n');
+	assert_ptr_equal(strchr(text, '\n'), text + strlen(text) - 1);
+	char **keys, **values;
+	size_t n = log_parse_line(text, &keys, &values);
+	assert_string_equal(pair_get(keys, values, n, "msg"), "big");
+	const char *a = pair_get(keys, values, n, "a");
+	assert_int_equal(strlen(a), 8192 + 3);
+	assert_string_equal(a + 8192, "...");
+	free_pairs(keys, values, n);
+	free(text);
+	free(huge);
+	free(path);
+}
+
+/* Several processes appending events to one file never tear a line. */
+static void test_events_concurrent(void **state)
+{
+	(void)state;
+	char *dir = xasprintf("%s/concurrent", test_dir);
+	char *err = NULL;
+	assert_int_equal(log_init("mta", "/dev/null", LOG_INFO, &err), 0);
+	char *filler = xmalloc(3001);
+	memset(filler, 'x', 3000);
+	filler[3000] = '\0';
+	for (int c = 0; c < 4; c++) {
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			log_set_dirs(dir, false);
+			char proc[8];
+			snprintf(proc, sizeof(proc), "%d", c);
+			for (int i = 0; i < 200; i++)
+				log_event("0KX3F2A9Q4M7ZB1C", "attempt", "proc", proc, "data", filler,
+					  NULL);
+			log_close();
+			_exit(0);
+		}
+	}
+	for (int c = 0; c < 4; c++) {
+		int status;
+		assert_true(wait(&status) > 0);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	log_init("mta", NULL, LOG_INFO, &err);
+	char *path = xasprintf("%s/events.log", dir);
+	char *text = slurp(path);
+	int lines = 0, per_proc[4] = {0, 0, 0, 0};
+	for (char *line = text, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
+		*nl = '\0';
+		char **keys, **values;
+		size_t n = log_parse_line(line, &keys, &values);
+		const char *proc = pair_get(keys, values, n, "proc");
+		assert_non_null(proc);
+		assert_string_equal(pair_get(keys, values, n, "data"), filler);
+		assert_string_equal(pair_get(keys, values, n, "event"), "attempt");
+		per_proc[proc[0] - '0']++;
+		free_pairs(keys, values, n);
+		lines++;
+	}
+	assert_int_equal(lines, 800);
+	for (int c = 0; c < 4; c++)
+		assert_int_equal(per_proc[c], 200);
+	free(text);
+	free(path);
+	free(filler);
+	free(dir);
+}
+
 /* qsort comparator for NUL-terminated fixed-size records. */
 static int compare_records(const void *a, const void *b)
 {
@@ -400,6 +482,8 @@ int main(void)
 		cmocka_unit_test(test_log_lines),
 		cmocka_unit_test(test_transcript_and_events),
 		cmocka_unit_test(test_lifecycle_ids),
+		cmocka_unit_test(test_events_concurrent),
+		cmocka_unit_test(test_long_values),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
