@@ -16,9 +16,10 @@
  * auth_failure_delay_ms after a failure), so the callback never runs inside
  * sasl_server_step. The pending object owns the strings handed to the
  * callback and is freed in the timer's close callback. If the server is
- * freed while a result is pending, the pending object is detached: the
- * callback is not called (whoever freed the server no longer waits for an
- * answer) and the object frees itself when its work or timer ends.
+ * freed while a result is pending, the pending object is detached from it
+ * but still calls back, exactly once as sasl.h promises (callers hold a
+ * reference on `arg` until then), and without the failure delay: nobody is
+ * left to guess against.
  *
  * The user directory is read on the loop thread (an indexed lookup); only
  * the deliberately slow yescrypt check goes to a worker. Unknown users are
@@ -229,7 +230,8 @@ struct sasl_pending {
 	enum sasl_pending_state state;
 	uv_loop_t *loop;
 	sasl_server *server; /* NULL when detached, or for sasl_check_password */
-	sasl_step_cb cb;     /* NULL when detached */
+	bool detached;       /* the server was freed: deliver without delay */
+	sasl_step_cb cb;
 	void *arg;
 	unsigned failures;
 	uv_work_t work;
@@ -294,14 +296,11 @@ static void sasl_pending_close(struct sasl_pending *p)
 static void sasl_pending_fire(uv_timer_t *timer)
 {
 	struct sasl_pending *p = timer->data;
-	sasl_step_cb cb = p->cb;
 	if (p->server != NULL)
 		p->server->pending = NULL;
 	p->server = NULL;
-	p->cb = NULL;
 	sasl_pending_close(p);
-	if (cb != NULL)
-		cb(p->arg, p->result, p->challenge, p->username);
+	p->cb(p->arg, p->result, p->challenge, p->username);
 }
 
 /* Records the result and schedules its delivery (delayed after a failure). */
@@ -311,12 +310,9 @@ static void sasl_pending_finish(struct sasl_pending *p, enum sasl_result result,
 	p->result = result;
 	p->challenge = challenge != NULL ? xstrdup(challenge) : NULL;
 	p->username = username != NULL ? xstrdup(username) : NULL;
-	if (p->cb == NULL) {
-		sasl_pending_close(p);
-		return;
-	}
 	p->state = SASL_PENDING_TIMER;
-	uint64_t delay = result == SASL_FAIL ? auth_failure_delay_ms(p->failures) : 0;
+	uint64_t delay =
+		result == SASL_FAIL && !p->detached ? auth_failure_delay_ms(p->failures) : 0;
 	uv_timer_start(&p->timer, sasl_pending_fire, delay, 0);
 }
 
@@ -380,11 +376,11 @@ void sasl_server_free(sasl_server **sp)
 		return;
 	struct sasl_pending *p = s->pending;
 	if (p != NULL) {
-		/* Detach: no callback; the object ends with its work or timer. */
+		/* Detach: the result still reaches the callback, now without delay. */
 		p->server = NULL;
-		p->cb = NULL;
-		if (p->state == SASL_PENDING_TIMER || p->state == SASL_PENDING_NEW)
-			sasl_pending_close(p);
+		p->detached = true;
+		if (p->state == SASL_PENDING_TIMER)
+			uv_timer_start(&p->timer, sasl_pending_fire, 0, 0);
 	}
 	sasl_secret_free(&s->login_user);
 	free(s->gs2_header);

@@ -34,6 +34,8 @@ bool sasl_mechanism_known(const char *name);
 /* NULL if mech is not supported (case-insensitive). failures = failed attempts
  * so far on this connection (for the delay). */
 sasl_server *sasl_server_new(uv_loop_t *loop, userdb *db, const char *mech, unsigned failures);
+/* Frees the server; a step still pending will call back all the same (soon,
+ * without the failure delay), so references held for it are released. */
 void sasl_server_free(sasl_server **s);
 
 /* challenge_b64: to send (may be "" for an empty challenge) on SASL_CONTINUE,
