@@ -6,6 +6,7 @@ ports, with users alice@example.test and bob@example.test (passwords in
 from build-test/bin and waits until they listen; everything is stopped when
 the test ends. Nothing here talks to anything but loopback.
 """
+import fcntl
 import os
 import random
 import signal
@@ -40,10 +41,33 @@ def port_block_free(base):
     return True
 
 
+# Port blocks handed out, so that two stacks never get the same one: within
+# this process by the set, across processes (parallel runs) by a lock file per
+# block held for the life of the process.
+_RESERVED_BASES = set()
+_RESERVATION_FILES = []
+_RESERVATION_DIR = "/tmp/mailstack-test-ports"
+
+
+def reserve_port_block(base):
+    if base in _RESERVED_BASES:
+        return False
+    os.makedirs(_RESERVATION_DIR, exist_ok=True)
+    f = open(os.path.join(_RESERVATION_DIR, f"{base}.lock"), "w")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return False
+    _RESERVED_BASES.add(base)
+    _RESERVATION_FILES.append(f)
+    return True
+
+
 def free_port_base():
-    for _ in range(200):
-        base = random.randrange(20000, 60000, 1000)
-        if port_block_free(base):
+    for _ in range(500):
+        base = random.randrange(20000, 64000, 1000)
+        if port_block_free(base) and reserve_port_block(base):
             return base
     raise RuntimeError("no free block of ports")
 
