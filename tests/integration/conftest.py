@@ -42,15 +42,18 @@ def port_block_free(base):
 
 
 # Port blocks handed out, so that two stacks never get the same one: within
-# this process by the set, across processes (parallel runs) by a lock file per
-# block held for the life of the process.
-_RESERVED_BASES = set()
-_RESERVATION_FILES = []
+# this process by the dict, across processes (parallel runs) by a lock file per
+# block, held until the stack is released. Bases are multiples of 100 between
+# 11000 and 31700: the standard ports differ by less than 1000 and by no
+# multiple of 100, so blocks never overlap, and every port stays below the
+# kernel's range for outgoing connections (32768 up), where a client's port
+# could take one of ours.
+_RESERVED = {}
 _RESERVATION_DIR = "/tmp/mailstack-test-ports"
 
 
 def reserve_port_block(base):
-    if base in _RESERVED_BASES:
+    if base in _RESERVED:
         return False
     os.makedirs(_RESERVATION_DIR, exist_ok=True)
     f = open(os.path.join(_RESERVATION_DIR, f"{base}.lock"), "w")
@@ -59,14 +62,19 @@ def reserve_port_block(base):
     except OSError:
         f.close()
         return False
-    _RESERVED_BASES.add(base)
-    _RESERVATION_FILES.append(f)
+    _RESERVED[base] = f
     return True
 
 
+def release_port_block(base):
+    f = _RESERVED.pop(base, None)
+    if f is not None:
+        f.close()
+
+
 def free_port_base():
-    for _ in range(500):
-        base = random.randrange(20000, 64000, 1000)
+    for _ in range(1000):
+        base = random.randrange(11000, 31700, 100)
         if port_block_free(base) and reserve_port_block(base):
             return base
     raise RuntimeError("no free block of ports")
@@ -215,7 +223,9 @@ def stack_factory(tmp_path):
     yield make
     errors = []
     for s in made:
-        for err in s.stop():
+        stop_errors = s.stop()
+        release_port_block(s.port_base)
+        for err in stop_errors:
             errors.append(err)
             for name in ("mta", "mda", "pop3d", "imapd"):
                 text = s.log_text(name)
