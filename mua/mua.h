@@ -201,7 +201,16 @@ void thread_order(const struct thread_input *in, size_t n, size_t **order_r,
 /* The subject without Re:/Fwd: prefixes and list tags, for the fallback. */
 char *thread_base_subject(const char *subject);
 
+/* ---- search patterns (pattern.c) ---- */
+
+/* Turns a mutt-style pattern ("~f alice ~N") into IMAP SEARCH keys. */
+int mua_pattern_to_search(const char *pattern, char **search_r, char **err_r);
+
 /* ---- scripting (script.c) and the screen (ui.c) ---- */
+
+struct compose_attachment;
+/* Reads a file into an attachment (name and guessed type filled). */
+int mua_load_attachment(const char *path, struct compose_attachment *a, char **err_r);
 
 int mua_script_send(uv_loop_t *loop, struct mua_account *a, int argc, char **argv);
 int mua_script_list(uv_loop_t *loop, struct mua_account *a, int argc, char **argv);

@@ -207,7 +207,6 @@ static int read_file(FILE *f, size_t max, char **data_r, size_t *len_r)
 }
 
 /* Loads an attachment from a path. */
-int mua_load_attachment(const char *path, struct compose_attachment *a, char **err_r);
 int mua_load_attachment(const char *path, struct compose_attachment *a, char **err_r)
 {
 	FILE *f = fopen(path, "rb");

@@ -1,10 +1,722 @@
-/* ui.c: the full-screen client (being written). */
+/* ui.c: the full-screen client's core: the terminal on the libuv loop,
+ * drawing, the status line, prompts, the help screen and the transcript pane.
+ *
+ * The terminal: ncursesw in cbreak/noecho/keypad mode with non-blocking
+ * input, read from a uv_poll on stdin; SIGWINCH comes through a uv_signal and
+ * resizes the screen. Layout at any size (80x24 included): line 0 is the key
+ * help bar, then the screen's content, the transcript pane when it is shown,
+ * the status bar (reverse video) and the message/prompt line at the bottom.
+ * Drawing happens once per loop iteration from a uv_check handle when
+ * something changed (ui->dirty). */
+#include <curses.h>
+#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <wchar.h>
 
-#include "mua.h"
+#include "buffer.h"
+#include "log.h"
+#include "ui.h"
 
+#define UI_TRANSCRIPT_ROWS_MIN 5
+#define UI_PROMPT_MAX 4096
+#define UI_SEEN_MAX 1000
+#define UI_QUIT_WAIT_MS 1000
+
+static const char *const ui_screen_names[] = {
+	[SCR_INDEX] = "index", [SCR_PAGER] = "pager",     [SCR_FOLDERS] = "folders",
+	[SCR_HELP] = "help",   [SCR_COMPOSE] = "compose", [SCR_ATTACH] = "attachments",
+	[SCR_EDIT] = "editor",
+};
+
+/* Changes screen (the transcript notes it, for the classroom view). */
+void ui_enter_screen(struct ui *ui, enum ui_screen screen)
+{
+	if (ui->screen != screen)
+		log_debug(0, "mua: screen %s -> %s", ui_screen_names[ui->screen],
+			  ui_screen_names[screen]);
+	ui->screen = screen;
+	ui->dirty = true;
+}
+
+/* Sets the message line. */
+void ui_status(struct ui *ui, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(ui->status, sizeof(ui->status), fmt, ap);
+	va_end(ap);
+	for (char *p = ui->status; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20)
+			*p = ' ';
+	ui->dirty = true;
+}
+
+/* Writes UTF-8 text in a field of `width` columns (wide and combining aware). */
+int ui_put(int y, int x, int width, const char *text, bool pad)
+{
+	mbstate_t st;
+	memset(&st, 0, sizeof(st));
+	const char *p = text != NULL ? text : "";
+	size_t left = strlen(p);
+	int used = 0;
+	move(y, x);
+	while (left > 0) {
+		wchar_t wc;
+		size_t n = mbrtowc(&wc, p, left, &st);
+		if (n == (size_t)-1 || n == (size_t)-2) {
+			memset(&st, 0, sizeof(st));
+			wc = L'?';
+			n = 1;
+		} else if (n == 0) {
+			break;
+		}
+		int w = wcwidth(wc);
+		if (wc == L'\t') {
+			wc = L' ';
+			w = 1;
+		}
+		if (w < 0) {
+			wc = L'?';
+			w = 1;
+		}
+		if (used + w > width)
+			break;
+		if (w == 0 && used == 0) {
+			/* A combining mark with nothing to sit on. */
+			p += n;
+			left -= n;
+			continue;
+		}
+		addnwstr(&wc, 1);
+		used += w;
+		p += n;
+		left -= n;
+	}
+	if (pad)
+		for (; used < width; used++)
+			addch(' ');
+	return used;
+}
+
+/* Remembers an address for completion. */
+void ui_remember_address(struct ui *ui, const char *addr)
+{
+	if (addr == NULL || strchr(addr, '@') == NULL || strlen(addr) > 320)
+		return;
+	for (size_t i = 0; i < ui->seen_count; i++)
+		if (strcasecmp(ui->seen[i], addr) == 0)
+			return;
+	if (ui->seen_count >= UI_SEEN_MAX)
+		return;
+	ui->seen = xrealloc(ui->seen, (ui->seen_count + 1) * sizeof(*ui->seen));
+	ui->seen[ui->seen_count++] = xstrdup(addr);
+}
+
+/* Rows of the transcript pane (0 when hidden). */
+static int ui_transcript_rows(const struct ui *ui)
+{
+	if (!ui->show_transcript)
+		return 0;
+	int rows = (LINES - 3) / 3;
+	return rows < UI_TRANSCRIPT_ROWS_MIN ? UI_TRANSCRIPT_ROWS_MIN : rows;
+}
+
+/* Rows between the help bar and the status bar, minus the transcript pane. */
+int ui_content_rows(const struct ui *ui)
+{
+	int rows = LINES - 3 - ui_transcript_rows(ui);
+	return rows < 1 ? 1 : rows;
+}
+
+/* Starts a one-line prompt on the bottom line. */
+void ui_prompt(struct ui *ui, const char *label, const char *initial, bool addresses,
+	       ui_prompt_cb *done)
+{
+	ui->prompt_active = true;
+	snprintf(ui->prompt_label, sizeof(ui->prompt_label), "%s", label);
+	buf_reset(&ui->prompt_text);
+	if (initial != NULL)
+		buf_append_str(&ui->prompt_text, initial);
+	ui->prompt_done = done;
+	ui->prompt_addresses = addresses;
+	ui->complete_index = 0;
+	ui->dirty = true;
+}
+
+/* Asks a yes/no question on the bottom line. */
+void ui_question(struct ui *ui, const char *label, ui_question_cb *done)
+{
+	ui->question_active = true;
+	snprintf(ui->prompt_label, sizeof(ui->prompt_label), "%s ([yes]/no): ", label);
+	ui->question_done = done;
+	ui->dirty = true;
+}
+
+/* Completes the last address of the prompt from the addresses seen. */
+static void ui_prompt_complete(struct ui *ui)
+{
+	const char *text = buf_cstr(&ui->prompt_text);
+	const char *start = strrchr(text, ',');
+	start = start != NULL ? start + 1 : text;
+	while (*start == ' ')
+		start++;
+	size_t plen = strlen(start);
+	size_t keep = (size_t)(start - text);
+	for (size_t k = 0; k < ui->seen_count; k++) {
+		size_t i = (ui->complete_index + k) % ui->seen_count;
+		if (strncasecmp(ui->seen[i], start, plen) == 0 && strcasecmp(ui->seen[i], start) != 0) {
+			char *head = xstrndup(text, keep);
+			buf_reset(&ui->prompt_text);
+			buf_append_str(&ui->prompt_text, head);
+			buf_append_str(&ui->prompt_text, ui->seen[i]);
+			free(head);
+			ui->complete_index = i + 1;
+			return;
+		}
+	}
+	beep();
+}
+
+/* Removes the last UTF-8 character of a buffer. */
+static void buf_drop_last_char(buf_t *b)
+{
+	while (b->len > 0) {
+		unsigned char c = (unsigned char)b->data[--b->len];
+		if ((c & 0xc0) != 0x80)
+			break;
+	}
+	if (b->data != NULL)
+		b->data[b->len] = '\0';
+}
+
+/* Appends a wide character as UTF-8. */
+static void buf_append_wchar(buf_t *b, wint_t wc)
+{
+	char mb[MB_LEN_MAX];
+	mbstate_t st;
+	memset(&st, 0, sizeof(st));
+	size_t n = wcrtomb(mb, (wchar_t)wc, &st);
+	if (n != (size_t)-1)
+		buf_append(b, mb, n);
+}
+
+/* A key for the prompt. */
+static void ui_prompt_key(struct ui *ui, wint_t key, bool is_key_code)
+{
+	if (!is_key_code && (key == '\n' || key == '\r')) {
+		ui->prompt_active = false;
+		char *text = buf_steal(&ui->prompt_text);
+		ui->status[0] = '\0';
+		ui->prompt_done(ui, text);
+		free(text);
+	} else if (!is_key_code && (key == 27 || key == 7)) { /* Esc, ^G */
+		ui->prompt_active = false;
+		ui_status(ui, "Cancelled.");
+		ui->prompt_done(ui, NULL);
+	} else if ((is_key_code && key == KEY_BACKSPACE) || (!is_key_code &&
+		   (key == 127 || key == 8))) {
+		buf_drop_last_char(&ui->prompt_text);
+	} else if (!is_key_code && key == 21) { /* ^U */
+		buf_reset(&ui->prompt_text);
+	} else if (!is_key_code && key == '\t' && ui->prompt_addresses) {
+		ui_prompt_complete(ui);
+	} else if (!is_key_code && key >= 0x20 && ui->prompt_text.len < UI_PROMPT_MAX) {
+		buf_append_wchar(&ui->prompt_text, key);
+	}
+	ui->dirty = true;
+}
+
+/* Runs the editor on path with the screen suspended. */
+int ui_run_editor(struct ui *ui, const char *path)
+{
+	const char *editor = getenv("VISUAL");
+	if (editor == NULL || editor[0] == '\0')
+		editor = getenv("EDITOR");
+	if (editor == NULL || editor[0] == '\0')
+		return -1;
+	char *quoted = xasprintf("%s '%s'", editor, path);
+	def_prog_mode();
+	endwin();
+	int status = system(quoted);
+	free(quoted);
+	reset_prog_mode();
+	clearok(stdscr, TRUE);
+	refresh();
+	ui->dirty = true;
+	if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		ui_status(ui, "The editor failed (%s).", editor);
+		return -2;
+	}
+	return 0;
+}
+
+/* ---- the help screen ---- */
+
+static const char *const ui_help_lines[] = {
+	"Index                                  Pager",
+	"  j / Down    next message               Space/PgDn  next page",
+	"  k / Up      previous message           -/PgUp      previous page",
+	"  Enter       open the message           Enter/Down  next line,  Up: previous",
+	"  PgDn/PgUp   page down / up             j / k       next / previous message",
+	"  Home / End  first / last message       h           all headers on/off",
+	"  m           compose a new message      v           attachments (s: save)",
+	"  r           reply                      q / i       back to the index",
+	"  g           group reply (reply to all)",
+	"  f           forward (inline or as attachment)",
+	"  d / u       delete / undelete          Compose",
+	"  $           expunge deleted messages     y  send          t/c/b  To/Cc/Bcc",
+	"  s / C       move / copy to a folder      s  subject       e  edit the body",
+	"  F           flag / unflag                a  attach a file D  drop last attachment",
+	"  N           mark read / unread           v  preview       P  postpone",
+	"  /  n        search, next match           q  abort",
+	"  l           limit (e.g. ~f alice, ~N)",
+	"  o           sort: threads / date       Patterns: ~f from ~s subject ~b body",
+	"  c / y       folders (Enter opens)        ~t to ~N new ~F flagged ~D deleted",
+	"  R           resume a postponed draft",
+	"  A           next account               Prompts: Tab completes addresses,",
+	"  T           transcript pane on/off       Esc cancels",
+	"  ^L          redraw                     ?  this help;   q  quit",
+};
+
+/* Draws the help screen. */
+static void ui_help_draw(struct ui *ui, int rows)
+{
+	size_t n = sizeof(ui_help_lines) / sizeof(ui_help_lines[0]);
+	for (int r = 0; r < rows; r++)
+		ui_put(1 + r, 0, COLS, (size_t)r < n ? ui_help_lines[r] : "", true);
+}
+
+/* ---- the frame ---- */
+
+/* The key hints at the top for each screen. */
+static const char *ui_help_bar(const struct ui *ui)
+{
+	switch (ui->screen) {
+	case SCR_PAGER:
+		return "i:Exit  -:PrevPg  <Space>:NextPg  v:View Attachm.  d:Del  r:Reply  g:Group  "
+		       "f:Fwd  ?:Help";
+	case SCR_FOLDERS:
+		return "q:Back  Enter:Open  j/k:Move  ?:Help";
+	case SCR_COMPOSE:
+		return "y:Send  q:Abort  t:To  c:CC  s:Subj  a:Attach file  e:Edit  v:Preview  "
+		       "P:Postpone  ?:Help";
+	case SCR_ATTACH:
+		return "q:Exit  s:Save  j/k:Move  ?:Help";
+	case SCR_EDIT:
+		return "Type the message.  ^X or ^D: done   Esc: cancel";
+	case SCR_HELP:
+		return "Press any key to go back";
+	default:
+		return "q:Quit  d:Del  u:Undel  s:Save  m:Mail  r:Reply  g:Group  ?:Help";
+	}
+}
+
+static const char *ui_conn_names[] = {
+	[IMAPC_DISCONNECTED] = "offline", [IMAPC_CONNECTING] = "connecting",
+	[IMAPC_TLS] = "TLS",              [IMAPC_GREETING] = "greeting",
+	[IMAPC_STARTTLS] = "STARTTLS",    [IMAPC_AUTH] = "login",
+	[IMAPC_READY] = "online",         [IMAPC_LOGOUT] = "logout",
+};
+
+/* Draws the status bar (reverse video). */
+static void ui_status_bar(struct ui *ui, int y)
+{
+	char bar[512];
+	uint32_t unseen = 0, deleted = 0;
+	for (uint32_t i = 0; i < ui->exists; i++)
+		if (ui->msgs[i] != NULL && ui->msgs[i]->have) {
+			unseen += !(ui->msgs[i]->flags & UF_SEEN);
+			deleted += (ui->msgs[i]->flags & UF_DELETED) != 0;
+		}
+	if (ui->screen == SCR_PAGER && ui->view != NULL)
+		snprintf(bar, sizeof(bar), "-*- %s: %s  message %u/%u %s-- %s",
+			 ui->account->address, ui->folder != NULL ? ui->folder : "-", ui->view_seq,
+			 ui->exists, ui->view_is_preview ? "(preview) " : "",
+			 ui_conn_names[ui->conn_state]);
+	else
+		snprintf(bar, sizeof(bar), "-*- %s: %s [Msgs:%u New:%u Del:%u]%s%s (%s) -- %s",
+			 ui->account->address, ui->folder != NULL ? ui->folder : "-", ui->exists,
+			 unseen, deleted, ui->limited ? " Lim:" : "",
+			 ui->limited ? ui->limit_pattern : "", ui->threaded ? "threads" : "date",
+			 ui_conn_names[ui->conn_state]);
+	attron(A_REVERSE);
+	ui_put(y, 0, COLS, bar, true);
+	attroff(A_REVERSE);
+}
+
+/* Draws the transcript pane: the newest lines at its bottom. */
+static void ui_transcript_draw(struct ui *ui, int y, int rows)
+{
+	attron(A_REVERSE);
+	ui_put(y, 0, COLS, "-- transcript (T hides; secrets masked) --", true);
+	attroff(A_REVERSE);
+	size_t count = mua_transcript_count();
+	size_t shown = (size_t)(rows - 1);
+	size_t end = count > ui->transcript_scroll ? count - ui->transcript_scroll : 0;
+	size_t start = end > shown ? end - shown : 0;
+	for (size_t r = 0; r < shown; r++) {
+		size_t i = start + r;
+		const char *line = i < end ? mua_transcript_line(i) : "";
+		bool client = strstr(line, " C: ") != NULL && strstr(line, " C: ") < line + 8;
+		if (client)
+			attron(COLOR_PAIR(3));
+		ui_put(y + 1 + (int)r, 0, COLS, line, true);
+		if (client)
+			attroff(COLOR_PAIR(3));
+	}
+}
+
+/* Draws everything. */
+static void ui_draw(struct ui *ui)
+{
+	erase();
+	attron(A_REVERSE);
+	ui_put(0, 0, COLS, ui_help_bar(ui), true);
+	attroff(A_REVERSE);
+	int rows = ui_content_rows(ui);
+	switch (ui->screen) {
+	case SCR_INDEX:
+		ui_index_draw(ui, rows);
+		break;
+	case SCR_PAGER:
+		ui_pager_draw(ui, rows);
+		break;
+	case SCR_FOLDERS:
+		ui_folders_draw(ui, rows);
+		break;
+	case SCR_HELP:
+		ui_help_draw(ui, rows);
+		break;
+	case SCR_COMPOSE:
+		ui_compose_draw(ui, rows);
+		break;
+	case SCR_ATTACH:
+		ui_attach_draw(ui, rows);
+		break;
+	case SCR_EDIT:
+		ui_edit_draw(ui, rows);
+		break;
+	}
+	int trows = ui_transcript_rows(ui);
+	if (trows > 0)
+		ui_transcript_draw(ui, 1 + rows, trows);
+	ui_status_bar(ui, LINES - 2);
+	int cursor_x = 0;
+	if (ui->prompt_active) {
+		int used = ui_put(LINES - 1, 0, COLS, ui->prompt_label, false);
+		const char *text = buf_cstr(&ui->prompt_text);
+		/* Show the end of a long answer. */
+		size_t len = strlen(text);
+		int room = COLS - used - 1;
+		const char *shown = text;
+		while ((int)(len - (size_t)(shown - text)) > room * 4 && *shown != '\0')
+			shown++;
+		cursor_x = used + ui_put(LINES - 1, used, room > 0 ? room : 0, shown, false);
+		curs_set(1);
+	} else if (ui->question_active) {
+		cursor_x = ui_put(LINES - 1, 0, COLS - 1, ui->prompt_label, false);
+		curs_set(1);
+	} else {
+		ui_put(LINES - 1, 0, COLS, ui->status, true);
+		curs_set(0);
+	}
+	if (ui->prompt_active || ui->question_active)
+		move(LINES - 1, cursor_x);
+	refresh();
+}
+
+/* Draws after the loop handled a batch of events. */
+static void ui_check_cb(uv_check_t *h)
+{
+	struct ui *ui = h->data;
+	if (ui->dirty && !ui->quit) {
+		ui->dirty = false;
+		ui_draw(ui);
+	}
+}
+
+/* ---- keys ---- */
+
+/* Keys every screen shares (when the screen did not take the key). */
+static void ui_global_key(struct ui *ui, int key)
+{
+	switch (key) {
+	case 'T':
+		ui->show_transcript = !ui->show_transcript;
+		ui->transcript_scroll = 0;
+		break;
+	case 12: /* ^L */
+		clearok(stdscr, TRUE);
+		break;
+	case '?':
+		if (ui->screen != SCR_HELP) {
+			ui->return_screen = ui->screen;
+			ui_enter_screen(ui, SCR_HELP);
+		}
+		break;
+	default:
+		ui_status(ui, "Key is not bound.  Press '?' for help.");
+		break;
+	}
+	ui->dirty = true;
+}
+
+/* Sends one key to the active prompt, question or screen. */
+static void ui_key(struct ui *ui, wint_t key, bool is_key_code)
+{
+	if (is_key_code && key == KEY_RESIZE) {
+		ui->dirty = true;
+		return;
+	}
+	if (ui->prompt_active) {
+		ui_prompt_key(ui, key, is_key_code);
+		return;
+	}
+	if (ui->question_active) {
+		if (is_key_code)
+			return;
+		bool yes = key == 'y' || key == 'Y' || key == '\n' || key == '\r';
+		bool no = key == 'n' || key == 'N' || key == 27 || key == 7;
+		if (yes || no) {
+			ui->question_active = false;
+			ui->status[0] = '\0';
+			ui->question_done(ui, yes);
+			ui->dirty = true;
+		}
+		return;
+	}
+	if (ui->screen == SCR_EDIT) {
+		ui_edit_key(ui, key, is_key_code);
+		ui->dirty = true;
+		return;
+	}
+	int k = (int)key;
+	if (!is_key_code && k > 0x7f)
+		return; /* wide characters mean nothing outside prompts */
+	if (ui->screen == SCR_HELP) {
+		ui_enter_screen(ui, ui->return_screen);
+		return;
+	}
+	bool taken = false;
+	switch (ui->screen) {
+	case SCR_INDEX:
+		taken = ui_index_key(ui, k);
+		break;
+	case SCR_PAGER:
+		taken = ui_pager_key(ui, k);
+		break;
+	case SCR_FOLDERS:
+		taken = ui_folders_key(ui, k);
+		break;
+	case SCR_COMPOSE:
+		taken = ui_compose_key(ui, k);
+		break;
+	case SCR_ATTACH:
+		taken = ui_attach_key(ui, k);
+		break;
+	default:
+		break;
+	}
+	if (!taken)
+		ui_global_key(ui, k);
+	ui->dirty = true;
+}
+
+/* stdin is readable: take every key waiting. */
+static void ui_input_cb(uv_poll_t *h, int status, int events)
+{
+	struct ui *ui = h->data;
+	for (int i = 0; i < 4096 && !ui->quit; i++) {
+		wint_t wc;
+		int r = get_wch(&wc);
+		if (r == ERR)
+			break;
+		ui_key(ui, wc, r == KEY_CODE_YES);
+	}
+}
+
+/* The terminal changed size. */
+static void ui_winch_cb(uv_signal_t *h, int signum)
+{
+	struct ui *ui = h->data;
+	struct winsize ws;
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0)
+		resizeterm(ws.ws_row, ws.ws_col);
+	clearok(stdscr, TRUE);
+	ui->dirty = true;
+}
+
+/* ---- connection events ---- */
+
+/* The IMAP connection changed state: tell the user, re-open the folder. */
+static void ui_on_state(void *arg, enum imapc_state state, const char *msg)
+{
+	struct ui *ui = arg;
+	ui->conn_state = state;
+	switch (state) {
+	case IMAPC_CONNECTING:
+		ui_status(ui, "Connecting to %s:%d...", ui->account->read_host,
+			  ui->account->read_port);
+		break;
+	case IMAPC_READY:
+		ui_status(ui, "Connected to %s:%d as %s.", ui->account->read_host,
+			  ui->account->read_port, ui->account->login);
+		ui_on_ready(ui);
+		break;
+	case IMAPC_DISCONNECTED:
+		ui->selected = false;
+		ui->selecting = false;
+		ui->thread_fetching = false;
+		ui->fetch_seq = 0;
+		for (uint32_t i = 0; i < ui->exists; i++)
+			if (ui->msgs[i] != NULL)
+				ui->msgs[i]->pending = false;
+		if (msg != NULL)
+			ui_status(ui, "%s", msg);
+		break;
+	default:
+		break;
+	}
+	ui->dirty = true;
+}
+
+static const struct imapc_events ui_events = {
+	.on_state = ui_on_state,
+	.on_exists = ui_on_exists,
+	.on_expunge = ui_on_expunge,
+	.on_fetch = ui_on_fetch,
+};
+
+/* Switches to another account (A). */
+static void ui_switch_account(struct ui *ui, struct mua_account *a)
+{
+	char *err = NULL;
+	if (mua_account_password(a, false, &err) < 0) {
+		ui_status(ui, "%s", err);
+		free(err);
+		return;
+	}
+	imapc_free(&ui->cl);
+	ui_index_free(ui);
+	ui->account = a;
+	ui->conn_state = IMAPC_DISCONNECTED;
+	ui->cl = imapc_new(ui->loop, a, &ui_events, ui);
+	imapc_set_reconnect(ui->cl, true);
+	imapc_set_idle(ui->cl, true);
+	imapc_connect(ui->cl);
+	ui_enter_screen(ui, SCR_INDEX);
+}
+
+/* Cycles to the next account. */
+void ui_next_account(struct ui *ui)
+{
+	if (ui->accounts->count < 2) {
+		ui_status(ui, "Only one account is configured.");
+		return;
+	}
+	size_t i = (size_t)(ui->account - ui->accounts->items);
+	ui_switch_account(ui, &ui->accounts->items[(i + 1) % ui->accounts->count]);
+}
+
+/* The polite LOGOUT had its chance: drop the connection. */
+static void ui_quit_timer_cb(uv_timer_t *t)
+{
+	struct ui *ui = t->data;
+	imapc_free(&ui->cl);
+	uv_close((uv_handle_t *)t, NULL);
+}
+
+/* Leaves the screen loop (after a LOGOUT, given at most UI_QUIT_WAIT_MS). */
+void ui_quit(struct ui *ui)
+{
+	ui->quit = true;
+	uv_poll_stop(&ui->input);
+	uv_signal_stop(&ui->winch);
+	uv_check_stop(&ui->redraw);
+	if (ui->cl != NULL && imapc_get_state(ui->cl) == IMAPC_READY) {
+		imapc_logout(ui->cl);
+		uv_timer_init(ui->loop, &ui->quit_timer);
+		ui->quit_timer.data = ui;
+		uv_timer_start(&ui->quit_timer, ui_quit_timer_cb, UI_QUIT_WAIT_MS, 0);
+	} else {
+		imapc_free(&ui->cl);
+	}
+}
+
+/* Runs the screen until the user quits. */
 int mua_ui_run(uv_loop_t *loop, struct mua_accounts *accounts, struct mua_account *first)
 {
-	fputs("mua: the screen is not built yet\n", stderr);
-	return EX_UNAVAILABLE;
+	if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+		fprintf(stderr, "mua: the screen needs a terminal (use send, list or read in "
+			"scripts)\n");
+		return EX_USAGE;
+	}
+	char *err = NULL;
+	/* Ask before the screen starts, when a prompt is needed. */
+	if (mua_account_password(first, true, &err) < 0) {
+		fprintf(stderr, "mua: %s\n", err);
+		free(err);
+		return EX_CONFIG;
+	}
+	struct ui *ui = xcalloc(1, sizeof(*ui));
+	ui->loop = loop;
+	ui->accounts = accounts;
+	ui->account = first;
+	ui->threaded = true;
+	initscr();
+	cbreak();
+	noecho();
+	nonl();
+	keypad(stdscr, TRUE);
+	nodelay(stdscr, TRUE);
+	set_escdelay(50);
+	if (has_colors()) {
+		start_color();
+		use_default_colors();
+		init_pair(1, COLOR_CYAN, -1);    /* quoted text */
+		init_pair(2, COLOR_YELLOW, -1);  /* attachments, new mail */
+		init_pair(3, COLOR_GREEN, -1);   /* client lines in the transcript */
+		init_pair(4, COLOR_MAGENTA, -1); /* header names */
+	}
+	uv_poll_init(loop, &ui->input, STDIN_FILENO);
+	ui->input.data = ui;
+	uv_poll_start(&ui->input, UV_READABLE, ui_input_cb);
+	uv_signal_init(loop, &ui->winch);
+	ui->winch.data = ui;
+	uv_signal_start(&ui->winch, ui_winch_cb, SIGWINCH);
+	uv_check_init(loop, &ui->redraw);
+	ui->redraw.data = ui;
+	uv_check_start(&ui->redraw, ui_check_cb);
+	ui->folder = xstrdup("INBOX");
+	ui->cl = imapc_new(loop, first, &ui_events, ui);
+	imapc_set_reconnect(ui->cl, true);
+	imapc_set_idle(ui->cl, true);
+	ui->dirty = true;
+	ui_draw(ui);
+	imapc_connect(ui->cl);
+	uv_run(loop, UV_RUN_DEFAULT);
+	endwin();
+	uv_close((uv_handle_t *)&ui->input, NULL);
+	uv_close((uv_handle_t *)&ui->winch, NULL);
+	uv_close((uv_handle_t *)&ui->redraw, NULL);
+	imapc_free(&ui->cl);
+	uv_run(loop, UV_RUN_DEFAULT);
+	ui_index_free(ui);
+	ui_draft_free(&ui->draft);
+	msgview_free(&ui->view);
+	buf_free(&ui->prompt_text);
+	buf_free(&ui->edit_text);
+	for (size_t i = 0; i < ui->seen_count; i++)
+		free(ui->seen[i]);
+	free(ui->seen);
+	free(ui->folder);
+	free(ui);
+	return EX_OK;
 }

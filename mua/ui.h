@@ -1,0 +1,193 @@
+/* ui.h: the state shared by the mua's screens (ui.c, ui_index.c, ui_pager.c,
+ * ui_compose.c).
+ *
+ * One `struct ui` lives for the whole session. `screen` says which screen
+ * keys go to (one variable, changed by ui_enter_screen, which logs). A modal
+ * prompt or question, when active, takes the keys first. Drawing happens in
+ * one place, after each loop iteration when `dirty` is set, so a burst of
+ * FETCH responses redraws once. The message cache holds one slot per
+ * sequence number; slots are filled only for rows that are shown (and thread
+ * headers in the background), so a folder of 100,000 messages costs 100,000
+ * pointers, not 100,000 envelopes. */
+#ifndef MAILSTACK_MUA_UI_H
+#define MAILSTACK_MUA_UI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+#include <wchar.h>
+
+#include "compose.h"
+#include "mua.h"
+
+enum ui_screen { SCR_INDEX, SCR_PAGER, SCR_FOLDERS, SCR_HELP, SCR_COMPOSE, SCR_ATTACH, SCR_EDIT };
+
+enum ui_flag { UF_SEEN = 1, UF_ANSWERED = 2, UF_FLAGGED = 4, UF_DELETED = 8, UF_DRAFT = 16 };
+
+/* What to do once a message has been fetched whole. */
+enum ui_action { ACT_NONE, ACT_OPEN, ACT_REPLY, ACT_GROUP_REPLY, ACT_FORWARD, ACT_FORWARD_ATTACH,
+		 ACT_RESUME };
+
+struct ui_msg {
+	bool have;        /* envelope fetched */
+	bool pending;     /* a FETCH for it is on its way */
+	uint32_t uid;
+	unsigned flags;
+	int64_t time;
+	uint32_t size;
+	bool attachment;
+	char *from;
+	char *subject;
+	/* thread headers (BODY.PEEK[HEADER.FIELDS ...]) */
+	bool have_thread;
+	char *message_id, *in_reply_to, *references, *thread_subject;
+	int64_t thread_time;
+};
+
+struct ui_folder {
+	char *name;
+	char *special;    /* "\\Sent" ... or NULL */
+	uint32_t total, unseen;
+};
+
+struct ui_draft {
+	char *to, *cc, *bcc, *subject, *body;
+	struct compose_attachment *atts;
+	size_t att_count;
+	char *in_reply_to, *references;
+	uint32_t reply_uid;   /* mark \Answered after sending; 0 = none */
+	char *reply_folder;
+	bool sending;
+};
+
+struct ui;
+typedef void ui_prompt_cb(struct ui *ui, const char *text); /* NULL text = cancelled */
+typedef void ui_question_cb(struct ui *ui, bool yes);
+
+struct ui {
+	uv_loop_t *loop;
+	struct mua_accounts *accounts;
+	struct mua_account *account;
+	imapc *cl;
+	enum imapc_state conn_state;
+	uv_poll_t input;
+	uv_signal_t winch;
+	uv_check_t redraw;
+	uv_timer_t quit_timer;
+	bool dirty, quit;
+	enum ui_screen screen, return_screen;
+	char status[512];
+	bool show_transcript;
+	size_t transcript_scroll;
+	/* folder and index */
+	char *folder;
+	bool selecting, selected;
+	uint32_t exists;
+	struct ui_msg **msgs;
+	size_t msgs_cap;
+	size_t cursor, top;
+	bool threaded;
+	size_t *thread_rows;   /* row -> index (seq - 1) */
+	unsigned *thread_depth;
+	size_t thread_count;   /* rows in thread_rows (== exists when valid) */
+	uint32_t thread_next;  /* next sequence to fetch thread headers for */
+	bool thread_fetching;
+	uint32_t *limit;       /* the sequence numbers shown under a limit */
+	size_t limit_count;
+	bool limited;
+	char *limit_pattern;
+	char *search_pattern;
+	uint32_t *search_hits;
+	size_t search_hit_count;
+	/* folders */
+	struct ui_folder *folders;
+	size_t folder_count, folder_cursor;
+	char *sent_folder, *drafts_folder, *trash_folder;
+	/* pager */
+	struct msgview *view;
+	uint32_t view_seq;
+	bool view_is_preview;
+	bool all_headers;
+	size_t pager_top;
+	size_t attach_cursor;
+	uint32_t fetch_seq;     /* the message whose BODY[] is awaited */
+	enum ui_action fetch_action;
+	char *fetch_raw;
+	size_t fetch_len;
+	/* compose */
+	struct ui_draft draft;
+	bool draft_active;
+	size_t compose_cursor;
+	buf_t edit_text;        /* the built-in editor's text */
+	/* prompt / question */
+	bool prompt_active;
+	char prompt_label[128];
+	buf_t prompt_text;
+	ui_prompt_cb *prompt_done;
+	bool prompt_addresses;  /* Tab completes addresses */
+	size_t complete_index;
+	bool question_active;
+	ui_question_cb *question_done;
+	/* addresses seen, for completion */
+	char **seen;
+	size_t seen_count;
+};
+
+/* ---- ui.c ---- */
+void ui_enter_screen(struct ui *ui, enum ui_screen screen);
+void ui_status(struct ui *ui, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ui_prompt(struct ui *ui, const char *label, const char *initial, bool addresses,
+	       ui_prompt_cb *done);
+void ui_question(struct ui *ui, const char *label, ui_question_cb *done);
+/* Writes UTF-8 text at (y, x) in at most `width` columns, padding with blanks
+ * when pad; returns the columns used. */
+int ui_put(int y, int x, int width, const char *text, bool pad);
+void ui_remember_address(struct ui *ui, const char *addr);
+/* Rows of the screen left for content (without bars and the transcript pane). */
+int ui_content_rows(const struct ui *ui);
+/* Runs $EDITOR on a file (the screen is suspended); 0 or -1. */
+int ui_run_editor(struct ui *ui, const char *path);
+void ui_next_account(struct ui *ui);
+void ui_quit(struct ui *ui);
+
+/* ---- ui_index.c ---- */
+void ui_index_draw(struct ui *ui, int rows);
+bool ui_index_key(struct ui *ui, int key);
+void ui_folders_draw(struct ui *ui, int rows);
+bool ui_folders_key(struct ui *ui, int key);
+void ui_select_folder(struct ui *ui, const char *folder);
+void ui_list_folders(struct ui *ui, bool show);
+void ui_on_ready(struct ui *ui);
+void ui_on_exists(void *arg, uint32_t count);
+void ui_on_expunge(void *arg, uint32_t seq);
+void ui_on_fetch(void *arg, uint32_t seq, const struct imap_arg *list);
+size_t ui_row_count(const struct ui *ui);
+/* The sequence number shown on a row (0 = none). */
+uint32_t ui_row_seq(const struct ui *ui, size_t row);
+struct ui_msg *ui_msg_at(struct ui *ui, uint32_t seq);
+/* Fetches a message whole, then performs action. */
+void ui_fetch_message(struct ui *ui, uint32_t seq, enum ui_action action);
+void ui_set_flag(struct ui *ui, uint32_t seq, unsigned flag, bool on);
+void ui_index_free(struct ui *ui);
+/* Asks for a folder and moves (s) or copies (C) the current message there. */
+void ui_copy_start(struct ui *ui, bool move);
+/* Asks inline or attachment, then forwards the current message. */
+void ui_forward_start(struct ui *ui);
+
+/* ---- ui_pager.c ---- */
+void ui_pager_draw(struct ui *ui, int rows);
+bool ui_pager_key(struct ui *ui, int key);
+void ui_attach_draw(struct ui *ui, int rows);
+bool ui_attach_key(struct ui *ui, int key);
+void ui_pager_show(struct ui *ui, struct msgview *view, uint32_t seq, bool preview);
+
+/* ---- ui_compose.c ---- */
+void ui_compose_new(struct ui *ui);
+void ui_compose_from_view(struct ui *ui, enum ui_action action);
+void ui_compose_draw(struct ui *ui, int rows);
+bool ui_compose_key(struct ui *ui, int key);
+void ui_edit_draw(struct ui *ui, int rows);
+bool ui_edit_key(struct ui *ui, wint_t key, bool is_key_code);
+void ui_draft_free(struct ui_draft *d);
+
+#endif
