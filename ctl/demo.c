@@ -60,6 +60,7 @@
 struct demo {
 	const char *datadir;
 	bool pause;
+	const char *init_port_base; /* --port-base, for a data directory made now */
 	config *cfg;
 	char *host;          /* for URLs: "127.0.0.1" or "[::1]" */
 	char *connect_host;  /* for connect(): without brackets */
@@ -302,15 +303,18 @@ static int demo_read_credentials(struct demo *d)
 {
 	char *path = xasprintf("%s/demo-credentials", d->datadir);
 	FILE *f = fopen(path, "r");
-	if (f == NULL) {
+	if (f == NULL && errno != ENOENT) {
 		fprintf(stderr, "mailctl: demo: cannot read %s: %s\n", path, strerror(errno));
 		free(path);
 		return -1;
 	}
 	char *text = xmalloc(DEMO_MAX_CREDENTIALS + 1);
-	size_t n = fread(text, 1, DEMO_MAX_CREDENTIALS, f);
+	size_t n = 0;
+	if (f != NULL) {
+		n = fread(text, 1, DEMO_MAX_CREDENTIALS, f);
+		fclose(f);
+	}
 	text[n] = '\0';
-	fclose(f);
 	char *save = NULL;
 	for (char *line = strtok_r(text, "\n", &save); line != NULL;
 	     line = strtok_r(NULL, "\n", &save)) {
@@ -330,7 +334,8 @@ static int demo_read_credentials(struct demo *d)
 	if (d->alice == NULL || d->bob == NULL) {
 		fprintf(stderr,
 			"mailctl: demo: %s does not hold alice's and bob's passwords "
-			"(the data directory was made without --demo, or they were changed)\n",
+			"(the users were made without --demo, or their passwords were changed): "
+			"use a data directory made with `mailctl init --demo`\n",
 			path);
 		free(path);
 		return -1;
@@ -429,8 +434,15 @@ static int step_stack(struct demo *d)
 	char *creds = xasprintf("%s/demo-credentials", d->datadir);
 	bool no_credentials = access(creds, F_OK) < 0;
 	free(creds);
-	if ((fresh || no_credentials) && demo_run_ok(d, "mailctl init --demo") < 0)
-		return -1;
+	if (fresh || no_credentials) {
+		char *command = d->init_port_base != NULL
+					? xasprintf("mailctl init --demo --port-base %s", d->init_port_base)
+					: xstrdup("mailctl init --demo");
+		int rc = demo_run_ok(d, command);
+		free(command);
+		if (rc < 0)
+			return -1;
+	}
 	if (demo_read_credentials(d) < 0 || demo_load_config(d) < 0)
 		return -1;
 	if (demo_stack_ready(d)) {
@@ -682,12 +694,13 @@ static void demo_free(struct demo *d)
 
 static void demo_usage(FILE *out)
 {
-	fputs("usage: mailctl demo [--no-pause]\n"
+	fputs("usage: mailctl demo [--no-pause] [--port-base N]\n"
 	      "  runs one message's whole lifecycle, narrated: alice sends bob a message over\n"
 	      "  submission (STARTTLS, AUTH), then the SMTP transcript, the queue, LMTP, bob's\n"
 	      "  SQLite mailbox, IMAP, POP3 and the trace. Starts the stack when it is not\n"
 	      "  running (`mailctl up` in the background). Pauses between steps on a\n"
-	      "  terminal; --no-pause runs straight through.\n",
+	      "  terminal; --no-pause runs straight through. A new data directory is made\n"
+	      "  with `mailctl init --demo` (--port-base N: on other ports than 10000+).\n",
 	      out);
 }
 
@@ -697,6 +710,10 @@ int cmd_demo(int argc, char **argv, const char *datadir)
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--no-pause") == 0) {
 			d.pause = false;
+		} else if (strcmp(argv[i], "--port-base") == 0 && i + 1 < argc &&
+			   argv[i + 1][0] != '\0' &&
+			   strspn(argv[i + 1], "0123456789") == strlen(argv[i + 1])) {
+			d.init_port_base = argv[++i];
 		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			demo_usage(stdout);
 			return 0;
