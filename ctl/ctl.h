@@ -23,6 +23,7 @@ ctl_command_fn cmd_fault;     /* fault.c: injected faults for labs */
 ctl_command_fn cmd_mua;       /* runs build/bin/mua with the demo account */
 ctl_command_fn cmd_views;     /* views.c: read-only SQL views over a mailbox (labs) */
 ctl_command_fn cmd_demo;      /* demo.c: one message's lifecycle, narrated */
+ctl_command_fn cmd_lab;       /* lab.c: lab net up|down|status, two hosts (root) */
 
 /* Helpers shared by the subcommands (main.c, config.c). */
 struct config;

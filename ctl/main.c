@@ -43,6 +43,7 @@ static const struct ctl_command ctl_commands[] = {
 	{"transcript", cmd_transcript, "follow the protocol conversations of all daemons [--proto P] [--user U]"},
 	{"fault", cmd_fault, "fault set COMPONENT FAULT [ARG] | clear | list: injected faults for labs"},
 	{"demo", cmd_demo, "demo [--no-pause]: one message's whole lifecycle, narrated for a lecture"},
+	{"lab", cmd_lab, "lab net up|down|status: two mail hosts in network namespaces (root)"},
 	{"views", cmd_views, "views [USER] | --path USER: read-only SQL views of a mailbox for sqlite3"},
 };
 
