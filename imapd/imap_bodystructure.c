@@ -3,9 +3,14 @@
  *
  * They are computed once per message and kept with store_cache_put, so a
  * client that asks again (or another client) costs one cache read, not a
- * parse. Strings are IMAP quoted strings or literals as imap_append_string
+ * parse. The same parse leaves the message's part map in the cache: for
+ * every section number, where the part's MIME header and body lie (and, for
+ * message/rfc822, the length of the encapsulated header), so BODY[1.2]
+ * reads only those bytes (imap_part_find). Strings are IMAP quoted strings or literals as imap_append_string
  * chooses; absent values are NIL. Types and parameter names are given as
  * mime.c lower-cases them. */
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -245,6 +250,141 @@ void imap_bodystructure_format(buf_t *out, const char *msg, const struct mime_pa
 	buf_append_char(out, ')');
 }
 
+/* A message with more parts than this keeps no part map (it is parsed per fetch). */
+#define IMAP_PART_MAP_MAX 1000
+#define IMAP_PART_MAP_KEY "parts.1"
+
+/* True for a part split into children by boundaries. */
+static bool bs_is_multipart(const struct mime_part *p)
+{
+	return p->type.type != NULL && strcmp(p->type.type, "multipart") == 0 && p->child_count > 0;
+}
+
+/* Appends one line of the part map: "section hoff hlen boff blen msg ihlen". */
+static void part_map_line(buf_t *out, const char *section, const struct mime_part *p)
+{
+	bool msg = p->message_header != NULL && p->child_count == 1;
+	buf_printf(out, "%s %zu %zu %zu %zu %d %zu\n", section, p->header_offset, p->header_len,
+		   p->body_offset, p->body_len, msg ? 1 : 0, msg ? p->children[0].header_len : 0);
+}
+
+static size_t part_map_body(buf_t *out, const struct mime_part *body, const char *prefix,
+			    size_t budget);
+
+/* Descends into a part: a multipart's children, or an encapsulated message. */
+static size_t part_map_descend(buf_t *out, const struct mime_part *p, const char *section,
+			       size_t budget)
+{
+	char *prefix = xasprintf("%s.", section);
+	size_t used = 0;
+	if (bs_is_multipart(p))
+		used = part_map_body(out, p, prefix, budget);
+	else if (p->message_header != NULL && p->child_count == 1)
+		used = part_map_body(out, &p->children[0], prefix, budget);
+	free(prefix);
+	return used;
+}
+
+/* Lists the parts that section numbers "prefix N" name inside body, as
+ * mime_find_part numbers them (RFC 3501 6.4.5): a multipart's children, or
+ * a single part as its own part 1. Returns the lines written (at most budget;
+ * more means the map is incomplete). */
+static size_t part_map_body(buf_t *out, const struct mime_part *body, const char *prefix,
+			    size_t budget)
+{
+	size_t used = 0;
+	size_t n = bs_is_multipart(body) ? body->child_count : 1;
+	for (size_t i = 0; i < n && used <= budget; i++) {
+		const struct mime_part *p = bs_is_multipart(body) ? &body->children[i] : body;
+		char *section = xasprintf("%s%zu", prefix, i + 1);
+		part_map_line(out, section, p);
+		used++;
+		used += part_map_descend(out, p, section, budget - used + 1);
+		free(section);
+	}
+	return used;
+}
+
+/* Makes the part map of a parsed message; NULL when it has too many parts. */
+static char *part_map_make(const struct mime_part *root)
+{
+	buf_t out = BUF_INIT;
+	if (part_map_body(&out, root, "", IMAP_PART_MAP_MAX) > IMAP_PART_MAP_MAX) {
+		buf_free(&out);
+		return NULL;
+	}
+	return buf_steal(&out);
+}
+
+/* Finds a section in a part map. */
+static int part_map_lookup(const char *map, const char *section, struct imap_part_range *r)
+{
+	size_t len = strlen(section);
+	for (const char *line = map; line != NULL && *line != '\0';) {
+		const char *next = strchr(line, '\n');
+		if (strncmp(line, section, len) == 0 && line[len] == ' ') {
+			int msg = 0;
+			if (sscanf(line + len, " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %d %" SCNu64,
+				   &r->header_offset, &r->header_len, &r->body_offset, &r->body_len, &msg,
+				   &r->inner_header_len) != 6)
+				return -1;
+			r->is_message = msg != 0;
+			if (r->inner_header_len > r->body_len)
+				r->inner_header_len = r->body_len;
+			return 0;
+		}
+		line = next != NULL ? next + 1 : NULL;
+	}
+	return -1;
+}
+
+/* Fills a range from a parsed part (messages too big for a map). */
+static void part_range_from(const struct mime_part *p, struct imap_part_range *r)
+{
+	r->header_offset = p->header_offset;
+	r->header_len = p->header_len;
+	r->body_offset = p->body_offset;
+	r->body_len = p->body_len;
+	r->is_message = p->message_header != NULL && p->child_count == 1;
+	r->inner_header_len = r->is_message ? p->children[0].header_len : 0;
+	if (r->inner_header_len > r->body_len)
+		r->inner_header_len = r->body_len;
+}
+
+int imap_part_find(store *st, const char *folder, uint32_t uid, const char *section,
+		   struct imap_part_range *r)
+{
+	memset(r, 0, sizeof(*r));
+	char *map = NULL;
+	if (store_cache_get(st, folder, uid, IMAP_PART_MAP_KEY, &map) == 0 && map != NULL) {
+		int ret = part_map_lookup(map, section, r);
+		free(map);
+		return ret;
+	}
+	char *data = NULL;
+	size_t len = 0;
+	if (store_msg_load(st, folder, uid, &data, &len) < 0)
+		return -1;
+	struct mime_part root;
+	mime_parse(data, len, &root);
+	int ret = -1;
+	map = part_map_make(&root);
+	if (map != NULL) {
+		(void)store_cache_put(st, folder, uid, IMAP_PART_MAP_KEY, map);
+		ret = part_map_lookup(map, section, r);
+		free(map);
+	} else {
+		const struct mime_part *p = mime_find_part(&root, section);
+		if (p != NULL) {
+			part_range_from(p, r);
+			ret = 0;
+		}
+	}
+	mime_part_free(&root);
+	free(data);
+	return ret;
+}
+
 char *imap_envelope(store *st, const char *folder, uint32_t uid)
 {
 	char *cached = NULL;
@@ -282,6 +422,12 @@ char *imap_bodystructure(store *st, const char *folder, uint32_t uid, bool exten
 	buf_t out = BUF_INIT;
 	if (mime_parse(data, len, &root) == 0) {
 		imap_bodystructure_format(&out, data, &root, extended);
+		/* The part map comes with the same parse, for the BODY[n] fetches
+		 * that usually follow a BODYSTRUCTURE. */
+		char *map = part_map_make(&root);
+		if (map != NULL)
+			(void)store_cache_put(st, folder, uid, IMAP_PART_MAP_KEY, map);
+		free(map);
 		mime_part_free(&root);
 	}
 	free(data);

@@ -1,12 +1,18 @@
 /* imap_fetch.c: FETCH and UID FETCH (RFC 3501 6.4.5, 7.4.2) with CONDSTORE's
  * MODSEQ and CHANGEDSINCE (RFC 7162).
  *
- * Items are parsed once into a list; then the messages are answered one by
- * one by a small producer (fetch_run) that stops whenever the unsent output
- * passes NET_OUTPUT_HIGH_WATER and continues from conn_on_drain. A whole
+ * Items are parsed once into a list; the rows of the messages asked for are
+ * read by UID range (store_search.h), never the whole folder for a few
+ * messages; a non-PEEK body fetch sets \Seen on all of them first, in one
+ * transaction. Then the messages are answered one by one by a small producer
+ * (fetch_run) that stops whenever the unsent output passes
+ * NET_OUTPUT_HIGH_WATER and continues from conn_on_drain. Each response is
+ * built in one buffer and written at once (one transcript line per message);
+ * literal data is written apart and kept out of the transcript. A whole
  * message (BODY[], RFC822, TEXT) is streamed from the store in chunks, never
- * loaded whole; headers come from the header section alone; only a part
- * number (BODY[1.2]) loads the message to find the part.
+ * loaded whole; headers come from the header section alone; a part number
+ * (BODY[1.2]) is found in the message's part map (imap_bodystructure.c),
+ * computed once, and only that part's bytes are read.
  *
  * Producer state: pos (message), item (within it), and an open reader with
  * stream_left bytes still to copy. Invariant: at most one reader is open. */
@@ -21,6 +27,8 @@
 
 #define FETCH_CHUNK (64 * 1024)
 #define FETCH_MAX_ITEMS 64
+/* HEADER.FIELDS of an encapsulated message reads at most this much of it. */
+#define FETCH_PART_HEADER_MAX (1024 * 1024)
 
 enum fetch_kind {
 	FI_UID, FI_FLAGS, FI_INTERNALDATE, FI_SIZE, FI_ENVELOPE, FI_BODY, FI_BODYSTRUCTURE,
@@ -51,12 +59,14 @@ struct imap_fetch_ctx {
 	size_t pos;
 	size_t item;
 	bool in_message;
-	struct store_msg *msgs;   /* every message, UID order */
+	struct store_msg *msgs;   /* the messages asked for (maybe more), UID order */
 	size_t msg_count;
+	bool *wanted;             /* per row: in the set (a UID range may hold more) */
+	bool *seen_changed;       /* per row: this FETCH set its \Seen */
 	const struct store_msg *cur;
-	bool seen_changed;
 	store_reader *reader;
 	uint64_t stream_off, stream_left;
+	buf_t line;               /* the response being built, up to the next literal */
 };
 
 /* Frees an item's strings. */
@@ -82,6 +92,9 @@ static void fetch_free(struct imap_fetch_ctx **fp)
 		fetch_item_clear(&f->items[i]);
 	store_reader_close(&f->reader);
 	store_msg_list_free(f->msgs, f->msg_count);
+	free(f->wanted);
+	free(f->seen_changed);
+	buf_free(&f->line);
 	free(f->idx);
 	free(f);
 	*fp = NULL;
@@ -326,27 +339,74 @@ static const struct store_msg *fetch_find_msg(const struct imap_fetch_ctx *f, ui
 	return lo < f->msg_count && f->msgs[lo].uid == uid ? &f->msgs[lo] : NULL;
 }
 
-/* Writes "{n}\r\n" and the data, or "" for an empty string. */
-static void fetch_write_literal(struct imap_session *s, const char *data, size_t len)
+/* Appends a number without printf (FETCH 1:* writes hundreds of thousands). */
+static void fetch_append_uint(buf_t *b, uint64_t v)
 {
-	char head[32];
-	int n = snprintf(head, sizeof(head), "{%zu}\r\n", len);
-	conn_write(s->c, head, (size_t)n);
+	char digits[24];
+	size_t n = sizeof(digits);
+	do {
+		digits[--n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	buf_append(b, digits + n, sizeof(digits) - n);
+}
+
+/* Sends the response built so far. */
+static void fetch_flush(struct imap_session *s, struct imap_fetch_ctx *f)
+{
+	if (f->line.len > 0)
+		imap_write_bulk(s, f->line.data, f->line.len);
+	buf_reset(&f->line);
+}
+
+/* Writes "{n}\r\n" and the data (kept out of the transcript). */
+static void fetch_write_literal(struct imap_session *s, struct imap_fetch_ctx *f,
+				const char *data, size_t len)
+{
+	buf_append_char(&f->line, '{');
+	fetch_append_uint(&f->line, len);
+	buf_append_str(&f->line, "}\r\n");
+	fetch_flush(s, f);
 	if (len > 0)
 		conn_write_quiet(s->c, data, len);
 }
 
 /* Applies <offset.length> to a loaded piece. */
-static void fetch_write_partial(struct imap_session *s, const struct fetch_item *it,
-				const char *data, size_t len)
+static void fetch_write_partial(struct imap_session *s, struct imap_fetch_ctx *f,
+				const struct fetch_item *it, const char *data, size_t len)
 {
 	if (it->partial) {
 		size_t off = it->partial_offset < len ? (size_t)it->partial_offset : len;
 		size_t take = len - off < it->partial_len ? len - off : (size_t)it->partial_len;
-		fetch_write_literal(s, data + off, take);
+		fetch_write_literal(s, f, data + off, take);
 	} else {
-		fetch_write_literal(s, data, len);
+		fetch_write_literal(s, f, data, len);
 	}
+}
+
+/* Announces a literal of the byte range [start, start + size) of the message
+ * (after <offset.length>) and sets it up for streaming by fetch_run. */
+static void fetch_stream_range(struct imap_session *s, struct imap_fetch_ctx *f,
+			       const struct fetch_item *it, uint32_t uid, uint64_t start,
+			       uint64_t size)
+{
+	if (it->partial) {
+		uint64_t off = it->partial_offset < size ? it->partial_offset : size;
+		start += off;
+		size -= off;
+		if (size > it->partial_len)
+			size = it->partial_len;
+	}
+	if (size == 0 || store_msg_open(s->ms->st, s->view->folder, uid, &f->reader) < 0) {
+		fetch_write_literal(s, f, "", 0);
+		return;
+	}
+	buf_append_char(&f->line, '{');
+	fetch_append_uint(&f->line, size);
+	buf_append_str(&f->line, "}\r\n");
+	fetch_flush(s, f);
+	f->stream_off = start;
+	f->stream_left = size;
 }
 
 /* Picks header lines by name (HEADER.FIELDS / .NOT), ending with the blank line. */
@@ -367,55 +427,49 @@ static void fetch_filter_header(const char *hdr, size_t len, const struct fetch_
 	header_free(&h);
 }
 
-/* Answers a section that names a MIME part: loads the message. */
-static void fetch_part_section(struct imap_session *s, const struct fetch_item *it, uint32_t uid)
+/* Answers a section that names a MIME part, from the message's part map:
+ * the part's bytes are streamed; only HEADER.FIELDS reads the (inner)
+ * header into memory to pick its lines. */
+static void fetch_part_section(struct imap_session *s, struct imap_fetch_ctx *f,
+			       const struct fetch_item *it, uint32_t uid)
 {
-	struct imap_view *v = s->view;
-	char *msg = NULL;
-	size_t len = 0;
-	if (store_msg_load(s->ms->st, v->folder, uid, &msg, &len) < 0) {
-		conn_write_str(s->c, "NIL");
+	struct imap_part_range r;
+	if (imap_part_find(s->ms->st, s->view->folder, uid, it->part, &r) < 0) {
+		fetch_write_literal(s, f, "", 0);
 		return;
 	}
-	struct mime_part root;
-	mime_parse(msg, len, &root);
-	const struct mime_part *part = mime_find_part(&root, it->part);
-	buf_t out = BUF_INIT;
-	if (part != NULL) {
-		switch (it->text) {
-		case ST_ALL:
-			buf_append(&out, msg + part->body_offset, part->body_len);
-			break;
-		case ST_MIME:
-			buf_append(&out, msg + part->header_offset, part->header_len);
-			break;
-		default: {
-			/* HEADER/TEXT of a part address its encapsulated message. */
-			const struct mime_part *inner = part->child_count == 1 &&
-								part->message_header != NULL
-							? &part->children[0]
-							: NULL;
-			if (inner == NULL)
-				break;
-			size_t hstart = part->body_offset;
-			size_t hlen = inner->header_offset + inner->header_len - hstart;
-			if (inner->header_offset < hstart)
-				hlen = inner->header_len;
-			if (it->text == ST_HEADER)
-				buf_append(&out, msg + hstart, hlen);
-			else if (it->text == ST_TEXT)
-				buf_append(&out, msg + hstart + hlen, part->body_len > hlen
-								      ? part->body_len - hlen : 0);
-			else
-				fetch_filter_header(msg + hstart, hlen, it, &out);
-			break;
-		}
-		}
+	switch (it->text) {
+	case ST_ALL:
+		fetch_stream_range(s, f, it, uid, r.body_offset, r.body_len);
+		return;
+	case ST_MIME:
+		fetch_stream_range(s, f, it, uid, r.header_offset, r.header_len);
+		return;
+	case ST_HEADER:
+		/* HEADER and TEXT of a part address its encapsulated message. */
+		fetch_stream_range(s, f, it, uid, r.body_offset, r.is_message ? r.inner_header_len : 0);
+		return;
+	case ST_TEXT:
+		fetch_stream_range(s, f, it, uid, r.body_offset + r.inner_header_len,
+				   r.is_message ? r.body_len - r.inner_header_len : 0);
+		return;
+	default:
+		break;
 	}
-	fetch_write_partial(s, it, out.data != NULL ? out.data : "", out.len);
+	buf_t out = BUF_INIT;
+	size_t hlen = r.is_message && r.inner_header_len <= FETCH_PART_HEADER_MAX
+			      ? (size_t)r.inner_header_len : 0;
+	store_reader *reader = NULL;
+	if (hlen > 0 && store_msg_open(s->ms->st, s->view->folder, uid, &reader) == 0) {
+		char *hdr = xmalloc(hlen + 1);
+		long got = store_reader_read(reader, r.body_offset, hdr, hlen);
+		if (got == (long)hlen)
+			fetch_filter_header(hdr, hlen, it, &out);
+		free(hdr);
+		store_reader_close(&reader);
+	}
+	fetch_write_partial(s, f, it, out.data != NULL ? out.data : "", out.len);
 	buf_free(&out);
-	mime_part_free(&root);
-	free(msg);
 }
 
 /* Starts one section item: small pieces are written now; a whole message or
@@ -424,72 +478,53 @@ static void fetch_section(struct imap_session *s, struct imap_fetch_ctx *f,
 			  const struct fetch_item *it, const struct store_msg *m)
 {
 	struct imap_view *v = s->view;
-	conn_write_str(s->c, it->name);
-	conn_write_str(s->c, " ");
+	buf_append_str(&f->line, it->name);
+	buf_append_char(&f->line, ' ');
 	if (m->lifecycle_id != NULL)
 		log_event(m->lifecycle_id, "fetched", "user", s->user, "proto", "imap", "section",
 			  it->name, NULL);
 	if (it->part != NULL) {
-		fetch_part_section(s, it, m->uid);
+		fetch_part_section(s, f, it, m->uid);
 		return;
 	}
-	if (it->text == ST_ALL || it->text == ST_TEXT) {
-		uint64_t start = 0, size = m->size;
-		if (it->text == ST_TEXT) {
-			char *hdr = NULL;
-			size_t hlen = 0;
-			if (store_msg_load_header(s->ms->st, v->folder, m->uid, &hdr, &hlen) == 0) {
-				start = hlen;
-				free(hdr);
-			}
-			size = size > start ? size - start : 0;
-		}
-		if (it->partial) {
-			uint64_t off = it->partial_offset < size ? it->partial_offset : size;
-			start += off;
-			size -= off;
-			if (size > it->partial_len)
-				size = it->partial_len;
-		}
-		if (size == 0 || store_msg_open(s->ms->st, v->folder, m->uid, &f->reader) < 0) {
-			fetch_write_literal(s, "", 0);
-			return;
-		}
-		conn_printf(s->c, "{%llu}\r\n", (unsigned long long)size);
-		f->stream_off = start;
-		f->stream_left = size;
+	if (it->text == ST_ALL) {
+		fetch_stream_range(s, f, it, m->uid, 0, m->size);
 		return;
 	}
 	char *hdr = NULL;
 	size_t hlen = 0;
 	if (store_msg_load_header(s->ms->st, v->folder, m->uid, &hdr, &hlen) < 0) {
-		fetch_write_literal(s, "", 0);
+		fetch_write_literal(s, f, "", 0);
 		return;
 	}
-	if (it->text == ST_HEADER) {
-		fetch_write_partial(s, it, hdr, hlen);
+	if (it->text == ST_TEXT) {
+		free(hdr);
+		fetch_stream_range(s, f, it, m->uid, hlen, m->size > hlen ? m->size - hlen : 0);
+	} else if (it->text == ST_HEADER) {
+		fetch_write_partial(s, f, it, hdr, hlen);
+		free(hdr);
 	} else {
 		buf_t out = BUF_INIT;
 		fetch_filter_header(hdr, hlen, it, &out);
-		fetch_write_partial(s, it, buf_cstr(&out), out.len);
+		fetch_write_partial(s, f, it, buf_cstr(&out), out.len);
 		buf_free(&out);
+		free(hdr);
 	}
-	free(hdr);
 }
 
-/* Writes one non-body item. */
-static void fetch_simple(struct imap_session *s, const struct fetch_item *it,
+/* Appends one non-body item to the response. */
+static void fetch_simple(struct imap_session *s, buf_t *b, const struct fetch_item *it,
 			 const struct store_msg *m)
 {
 	struct imap_view *v = s->view;
-	buf_t b = BUF_INIT;
 	switch (it->kind) {
 	case FI_UID:
-		buf_printf(&b, "UID %u", m->uid);
+		buf_append_str(b, "UID ");
+		fetch_append_uint(b, m->uid);
 		break;
 	case FI_FLAGS:
-		buf_append_str(&b, "FLAGS ");
-		imap_format_flags(&b, m->flags, m->keywords, imap_view_is_recent(v, m->uid));
+		buf_append_str(b, "FLAGS ");
+		imap_format_flags(b, m->flags, m->keywords, imap_view_is_recent(v, m->uid));
 		break;
 	case FI_INTERNALDATE: {
 		static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -498,20 +533,24 @@ static void fetch_simple(struct imap_session *s, const struct fetch_item *it,
 		struct tm tm;
 		gmtime_r(&t, &tm);
 		int tz = m->internal_tz < 0 ? -m->internal_tz : m->internal_tz;
-		buf_printf(&b, "INTERNALDATE \"%02d-%s-%04d %02d:%02d:%02d %c%02d%02d\"", tm.tm_mday,
+		buf_printf(b, "INTERNALDATE \"%02d-%s-%04d %02d:%02d:%02d %c%02d%02d\"", tm.tm_mday,
 			   months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
 			   m->internal_tz < 0 ? '-' : '+', tz / 60, tz % 60);
 		break;
 	}
 	case FI_SIZE:
-		buf_printf(&b, "RFC822.SIZE %llu", (unsigned long long)m->size);
+		buf_append_str(b, "RFC822.SIZE ");
+		fetch_append_uint(b, m->size);
 		break;
 	case FI_MODSEQ:
-		buf_printf(&b, "MODSEQ (%llu)", (unsigned long long)m->modseq);
+		buf_append_str(b, "MODSEQ (");
+		fetch_append_uint(b, m->modseq);
+		buf_append_char(b, ')');
 		break;
 	case FI_ENVELOPE: {
 		char *env = imap_envelope(s->ms->st, v->folder, m->uid);
-		buf_printf(&b, "ENVELOPE %s", env != NULL ? env : "NIL");
+		buf_append_str(b, "ENVELOPE ");
+		buf_append_str(b, env != NULL ? env : "NIL");
 		free(env);
 		break;
 	}
@@ -519,36 +558,56 @@ static void fetch_simple(struct imap_session *s, const struct fetch_item *it,
 	case FI_BODYSTRUCTURE: {
 		bool ext = it->kind == FI_BODYSTRUCTURE;
 		char *bs = imap_bodystructure(s->ms->st, v->folder, m->uid, ext);
-		buf_printf(&b, "%s %s", ext ? "BODYSTRUCTURE" : "BODY", bs != NULL ? bs : "NIL");
+		buf_append_str(b, ext ? "BODYSTRUCTURE " : "BODY ");
+		buf_append_str(b, bs != NULL ? bs : "NIL");
 		free(bs);
 		break;
 	}
 	case FI_SECTION:
 		break;
 	}
-	conn_write(s->c, b.data, b.len);
-	buf_free(&b);
 }
 
-/* Sets \Seen before a non-PEEK body fetch (RFC 3501 6.4.5). */
-static void fetch_mark_seen(struct imap_session *s, struct imap_fetch_ctx *f,
-			    const struct store_msg *m)
+/* Sets \Seen on the messages of a non-PEEK body fetch before any is answered
+ * (RFC 3501 6.4.5), all in one transaction; marks which ones changed so
+ * their responses carry the new FLAGS. */
+static void fetch_mark_seen(struct imap_session *s, struct imap_fetch_ctx *f)
 {
-	f->seen_changed = false;
-	if (!f->sets_seen || s->view->readonly || (m->flags & STORE_FLAG_SEEN))
+	if (!f->sets_seen || s->view->readonly)
 		return;
-	uint64_t modseq = 0;
-	if (store_msg_set_flags(s->ms->st, s->view->folder, m->uid, STORE_FLAGS_ADD, STORE_FLAG_SEEN,
-				NULL, 0, &modseq) < 0)
+	store *st = s->ms->st;
+	size_t pending = 0;
+	for (size_t i = 0; i < f->msg_count; i++)
+		pending += f->wanted[i] && !(f->msgs[i].flags & STORE_FLAG_SEEN);
+	if (pending == 0 || store_begin(st) < 0)
 		return;
-	struct store_msg *mm = (struct store_msg *)m;
-	mm->flags |= STORE_FLAG_SEEN;
-	mm->modseq = modseq;
-	imap_view_note_reported(s->view, m->uid, modseq);
-	f->seen_changed = true;
-	if (m->lifecycle_id != NULL)
-		log_event(m->lifecycle_id, "flags", "user", s->user, "proto", "imap", "flags",
-			  "+\\Seen", NULL);
+	uint64_t *modseqs = xcalloc(f->msg_count, sizeof(*modseqs));
+	for (size_t i = 0; i < f->msg_count; i++) {
+		struct store_msg *m = &f->msgs[i];
+		if (!f->wanted[i] || (m->flags & STORE_FLAG_SEEN))
+			continue;
+		if (store_msg_set_flags(st, s->view->folder, m->uid, STORE_FLAGS_ADD, STORE_FLAG_SEEN,
+					NULL, 0, &modseqs[i]) < 0)
+			modseqs[i] = 0;
+	}
+	if (store_commit(st) < 0) {
+		store_rollback(st);
+		free(modseqs);
+		return;
+	}
+	for (size_t i = 0; i < f->msg_count; i++) {
+		struct store_msg *m = &f->msgs[i];
+		if (modseqs[i] == 0)
+			continue;
+		m->flags |= STORE_FLAG_SEEN;
+		m->modseq = modseqs[i];
+		f->seen_changed[i] = true;
+		imap_view_note_reported(s->view, m->uid, modseqs[i]);
+		if (m->lifecycle_id != NULL)
+			log_event(m->lifecycle_id, "flags", "user", s->user, "proto", "imap", "flags",
+				  "+\\Seen", NULL);
+	}
+	free(modseqs);
 }
 
 static void fetch_run(struct imap_session *s);
@@ -556,6 +615,7 @@ static void fetch_run(struct imap_session *s);
 /* The client read enough: go on. */
 static void fetch_drained(conn *c, void *arg)
 {
+	(void)arg;
 	if (conn_is_closing(c))
 		return;
 	struct imap_session *s = conn_data(c);
@@ -571,6 +631,7 @@ static void fetch_run(struct imap_session *s)
 	while (f->pos < f->n) {
 		if (conn_output_pending(s->c) > NET_OUTPUT_HIGH_WATER) {
 			free(chunk);
+			fetch_flush(s, f);
 			conn_on_drain(s->c, fetch_drained, NULL);
 			return;
 		}
@@ -598,37 +659,56 @@ static void fetch_run(struct imap_session *s)
 				f->pos++;
 				continue;
 			}
-			fetch_mark_seen(s, f, f->cur);
-			conn_printf(s->c, "* %zu FETCH (", f->idx[f->pos] + 1);
+			buf_append_str(&f->line, "* ");
+			fetch_append_uint(&f->line, f->idx[f->pos] + 1);
+			buf_append_str(&f->line, " FETCH (");
 			f->in_message = true;
 			f->item = 0;
 		}
 		if (f->item < f->item_count) {
 			const struct fetch_item *it = &f->items[f->item];
 			if (f->item > 0)
-				conn_write_str(s->c, " ");
+				buf_append_char(&f->line, ' ');
 			f->item++;
 			if (it->kind == FI_SECTION)
 				fetch_section(s, f, it, f->cur);
 			else
-				fetch_simple(s, it, f->cur);
+				fetch_simple(s, &f->line, it, f->cur);
 			continue;
 		}
-		if (f->seen_changed && !fetch_has(f, FI_FLAGS)) {
-			buf_t b = BUF_INIT;
-			buf_append_str(&b, " FLAGS ");
-			imap_format_flags(&b, f->cur->flags, f->cur->keywords,
+		if (f->seen_changed[f->cur - f->msgs] && !fetch_has(f, FI_FLAGS)) {
+			buf_append_str(&f->line, " FLAGS ");
+			imap_format_flags(&f->line, f->cur->flags, f->cur->keywords,
 					  imap_view_is_recent(s->view, uid));
-			conn_write(s->c, b.data, b.len);
-			buf_free(&b);
 		}
-		conn_write_str(s->c, ")\r\n");
+		buf_append_str(&f->line, ")\r\n");
+		/* Small responses go out together, a buffer's worth at a time. */
+		if (f->line.len >= FETCH_CHUNK)
+			fetch_flush(s, f);
 		f->in_message = false;
 		f->pos++;
 	}
 	free(chunk);
+	fetch_flush(s, f);
 	fetch_free(&s->fetch);
 	imap_cmd_finish(s, &s->cmd, "OK", "%sFETCH completed", s->cmd.uid ? "UID " : "");
+}
+
+/* Reads the rows of the messages asked for and marks which were asked for. */
+static int fetch_load_msgs(struct imap_session *s, struct imap_fetch_ctx *f)
+{
+	int ret = imap_view_load_msgs(s, f->idx, f->n, &f->msgs, &f->msg_count);
+	if (ret < 0)
+		return ret;
+	struct imap_view *v = s->view;
+	f->wanted = xcalloc(f->msg_count + 1, sizeof(*f->wanted));
+	f->seen_changed = xcalloc(f->msg_count + 1, sizeof(*f->seen_changed));
+	for (size_t i = 0, k = 0; i < f->msg_count; i++) {
+		while (k < f->n && v->uids[f->idx[k]] < f->msgs[i].uid)
+			k++;
+		f->wanted[i] = k < f->n && v->uids[f->idx[k]] == f->msgs[i].uid;
+	}
+	return 0;
 }
 
 void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *cmd)
@@ -692,12 +772,13 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *cmd)
 		free(err);
 		return;
 	}
-	ret = f->n == 0 ? 0 : store_msg_list(s->ms->st, v->folder, &f->msgs, &f->msg_count);
+	ret = f->n == 0 ? 0 : fetch_load_msgs(s, f);
 	if (ret < 0) {
 		fetch_free(&f);
 		imap_cmd_store_error(s, cmd, ret, "Cannot read messages");
 		return;
 	}
+	fetch_mark_seen(s, f);
 	s->fetch = f;
 	fetch_run(s);
 }

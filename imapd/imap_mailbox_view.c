@@ -32,26 +32,21 @@ void imap_view_free(struct imap_view **vp)
 	*vp = NULL;
 }
 
+static size_t uid_lower_bound(const uint32_t *uids, size_t count, uint32_t uid);
+
 long imap_view_find_uid(const struct imap_view *v, uint32_t uid)
 {
-	size_t lo = 0, hi = v->count;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (v->uids[mid] < uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
+	size_t lo = uid_lower_bound(v->uids, v->count, uid);
 	return lo < v->count && v->uids[lo] == uid ? (long)lo : -1;
 }
 
-/* The first index whose UID is >= uid. */
-static size_t view_lower_bound(const struct imap_view *v, uint32_t uid)
+/* The index of the first element >= uid in an ascending array. */
+static size_t uid_lower_bound(const uint32_t *uids, size_t count, uint32_t uid)
 {
-	size_t lo = 0, hi = v->count;
+	size_t lo = 0, hi = count;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		if (v->uids[mid] < uid)
+		if (uids[mid] < uid)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -61,11 +56,8 @@ static size_t view_lower_bound(const struct imap_view *v, uint32_t uid)
 
 bool imap_view_is_recent(const struct imap_view *v, uint32_t uid)
 {
-	for (size_t i = 0; i < v->recent_len; i++) {
-		if (v->recent_uids[i] == uid)
-			return true;
-	}
-	return false;
+	size_t i = uid_lower_bound(v->recent_uids, v->recent_len, uid);
+	return i < v->recent_len && v->recent_uids[i] == uid;
 }
 
 /* Appends a UID at the end of the view. */
@@ -78,7 +70,7 @@ static void view_push_uid(struct imap_view *v, uint32_t uid)
 	v->uids[v->count++] = uid;
 }
 
-/* Marks a UID as \Recent for this session. */
+/* Marks a UID as \Recent for this session; UIDs come in ascending order. */
 static void view_add_recent(struct imap_view *v, uint32_t uid)
 {
 	v->recent_uids = xrealloc(v->recent_uids, (v->recent_len + 1) * sizeof(*v->recent_uids));
@@ -128,11 +120,11 @@ void imap_view_expunged(struct imap_session *s, uint32_t uid)
 	imap_send(s, "* %ld EXPUNGE", idx + 1);
 	memmove(&v->uids[idx], &v->uids[idx + 1], (v->count - (size_t)idx - 1) * sizeof(*v->uids));
 	v->count--;
-	for (size_t i = 0; i < v->recent_len; i++) {
-		if (v->recent_uids[i] == uid) {
-			v->recent_uids[i] = v->recent_uids[--v->recent_len];
-			break;
-		}
+	size_t r = uid_lower_bound(v->recent_uids, v->recent_len, uid);
+	if (r < v->recent_len && v->recent_uids[r] == uid) {
+		memmove(&v->recent_uids[r], &v->recent_uids[r + 1],
+			(v->recent_len - r - 1) * sizeof(*v->recent_uids));
+		v->recent_len--;
 	}
 }
 
@@ -181,7 +173,6 @@ void imap_view_sync(struct imap_session *s, bool allow_expunge)
 				}
 			}
 		} else {
-			buf_reset(&b);
 			buf_printf(&b, "* %ld FETCH (", idx + 1);
 			if (s->cmd.uid)
 				buf_printf(&b, "UID %u ", m->uid);
@@ -190,11 +181,16 @@ void imap_view_sync(struct imap_session *s, bool allow_expunge)
 			if (s->condstore)
 				buf_printf(&b, " MODSEQ (%llu)", (unsigned long long)m->modseq);
 			buf_append_str(&b, ")\r\n");
-			conn_write(s->c, b.data, b.len);
+			if (b.len >= 64 * 1024) {
+				imap_write_bulk(s, b.data, b.len);
+				buf_reset(&b);
+			}
 		}
 		if (m->modseq > high)
 			imap_view_note_reported(v, m->uid, m->modseq);
 	}
+	if (b.len > 0)
+		imap_write_bulk(s, b.data, b.len);
 	buf_free(&b);
 	store_msg_list_free(list, count);
 	if (claimed_recent)
@@ -236,7 +232,7 @@ int imap_view_resolve(struct imap_view *v, const char *set_text, bool uid, size_
 		imap_seqrange_resolve(&set.ranges[r], star, &lo, &hi);
 		if (uid) {
 			/* UID ranges may name UIDs that do not exist: they match nothing. */
-			for (size_t i = view_lower_bound(v, lo); i < v->count && v->uids[i] <= hi; i++)
+			for (size_t i = uid_lower_bound(v->uids, v->count, lo); i < v->count && v->uids[i] <= hi; i++)
 				mark[i / 8] |= (unsigned char)(1u << (i % 8));
 			continue;
 		}
@@ -265,6 +261,41 @@ int imap_view_resolve(struct imap_view *v, const char *set_text, bool uid, size_
 	free(mark);
 	*idx_r = idx;
 	*count_r = n;
+	return 0;
+}
+
+/* Up to this many messages are read one by one, beyond it as one UID range. */
+#define VIEW_SPARSE_MAX 32
+
+int imap_view_load_msgs(struct imap_session *s, const size_t *idx, size_t n,
+			struct store_msg **list_r, size_t *count_r)
+{
+	struct imap_view *v = s->view;
+	store_query *q = s->ms->query;
+	*list_r = NULL;
+	*count_r = 0;
+	if (n == 0)
+		return 0;
+	if (n > VIEW_SPARSE_MAX)
+		return store_query_msgs(q, v->folder, v->uids[idx[0]], v->uids[idx[n - 1]], list_r,
+					count_r);
+	struct store_msg *list = xcalloc(n, sizeof(*list));
+	size_t count = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t uid = v->uids[idx[i]];
+		struct store_msg *one = NULL;
+		size_t got = 0;
+		int ret = store_query_msgs(q, v->folder, uid, uid, &one, &got);
+		if (ret < 0) {
+			store_msg_list_free(list, count);
+			return ret;
+		}
+		if (got == 1)
+			list[count++] = one[0]; /* takes over its strings */
+		free(one);
+	}
+	*list_r = list;
+	*count_r = count;
 	return 0;
 }
 
@@ -315,32 +346,46 @@ static void view_select(struct imap_session *s, struct imap_cmd *cmd, bool reado
 		imap_cmd_finish(s, cmd, "NO", "[CANNOT] Mailbox cannot be selected");
 		return;
 	}
-	struct store_msg *list = NULL;
+	/* The sequence map from the UID index alone; no message row is read but
+	 * the first unseen one. Messages newer than the folder's UIDNEXT as read
+	 * above arrived meanwhile: the next sync reports them. */
+	uint32_t *uids = NULL;
 	size_t count = 0;
-	ret = store_msg_list(st, name, &list, &count);
+	uint32_t unseen_uid = 0;
+	ret = store_uid_list(st, name, &uids, &count);
+	if (ret == 0 && f.unseen > 0)
+		ret = store_query_first_unseen(s->ms->query, name, &unseen_uid);
 	if (ret < 0) {
+		free(uids);
 		store_folder_free(&f);
 		free(name);
 		imap_cmd_store_error(s, cmd, ret, "Cannot read the mailbox");
 		return;
 	}
+	while (count > 0 && uids[count - 1] >= f.uidnext)
+		count--;
 	struct imap_view *v = xcalloc(1, sizeof(*v));
 	v->folder = name;
 	v->readonly = readonly;
 	v->uidvalidity = f.uidvalidity;
 	v->known_modseq = f.highestmodseq;
 	v->expunge_modseq = f.highestmodseq;
-	v->cap = count > 0 ? count : 16;
-	v->uids = xmalloc(v->cap * sizeof(*v->uids));
-	size_t first_unseen = 0;
-	for (size_t i = 0; i < count; i++) {
-		v->uids[v->count++] = list[i].uid;
-		if (list[i].recent && !readonly)
-			view_add_recent(v, list[i].uid);
-		if (first_unseen == 0 && !(list[i].flags & STORE_FLAG_SEEN))
-			first_unseen = i + 1;
+	v->uids = uids;
+	v->count = count;
+	v->cap = count;
+	/* \Recent messages are the newest ones (those from the folder's first
+	 * recent UID on), so they are the last f.recent of the map. */
+	if (!readonly && f.recent > 0) {
+		size_t n = f.recent < count ? f.recent : count;
+		v->recent_uids = xmalloc(n * sizeof(*v->recent_uids));
+		memcpy(v->recent_uids, uids + count - n, n * sizeof(*v->recent_uids));
+		v->recent_len = n;
 	}
-	store_msg_list_free(list, count);
+	size_t first_unseen = 0;
+	if (unseen_uid != 0) {
+		long idx = imap_view_find_uid(v, unseen_uid);
+		first_unseen = idx >= 0 ? (size_t)idx + 1 : 0;
+	}
 	if (!readonly && v->recent_len > 0)
 		(void)store_folder_clear_recent(st, name);
 	s->view = v;

@@ -63,12 +63,18 @@ int imap_mailstore_open(struct imap_session *s, const char *user, char **err_r)
 	}
 	if (ms == NULL) {
 		store *st = NULL;
+		store_query *query = NULL;
 		if (store_open(server->d->datadir, user, &st, err_r) < 0)
 			return -1;
+		if (store_query_open(st, &query, err_r) < 0) {
+			store_close(&st);
+			return -1;
+		}
 		ms = xcalloc(1, sizeof(*ms));
 		ms->server = server;
 		ms->user = xstrdup(user);
 		ms->st = st;
+		ms->query = query;
 		mailstore_watch(ms, conn_loop(s->c));
 		ms->next = server->stores;
 		server->stores = ms;
@@ -106,6 +112,7 @@ void imap_mailstore_release(struct imap_session *s)
 		uv_fs_event_stop(ms->watcher);
 		uv_close((uv_handle_t *)ms->watcher, mailstore_watcher_closed);
 	}
+	store_query_close(&ms->query);
 	store_close(&ms->st);
 	free(ms->sessions);
 	free(ms->user);

@@ -3,10 +3,13 @@
  * MODSEQ key (RFC 7162).
  *
  * The criteria are parsed into a tree (bounded depth), then evaluated on each
- * message of the view with what the store already keeps: flags, sizes, dates
- * and the header fields parsed at delivery. Only HEADER, BODY and TEXT read
+ * message of the view with what the store already keeps. Before that, each
+ * FROM/TO/CC/BCC/SUBJECT key is answered for the whole folder at once from
+ * the header columns parsed at delivery (store_search_header: one query, no
+ * message read), and the message rows (flags, sizes, dates) and the parsed
+ * headers are read only when a key needs them. HEADER, BODY and TEXT read
  * more (the header section or the message), lazily and once per message.
- * Search strings are data compared in memory, never query text. */
+ * Search strings are bound as data (or compared in memory), never query text. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -33,6 +36,9 @@ struct search_node {
 	struct imap_seqset set;
 	struct search_node **kids;
 	size_t kid_count;
+	uint32_t *hits;        /* header keys: the matching UIDs, ascending */
+	size_t hit_count;
+	bool hits_ready;
 };
 
 struct search_parse {
@@ -51,6 +57,7 @@ static void search_node_free(struct search_node *n)
 	for (size_t i = 0; i < n->kid_count; i++)
 		search_node_free(n->kids[i]);
 	free(n->kids);
+	free(n->hits);
 	imap_seqset_free(&n->set);
 	free(n);
 }
@@ -299,7 +306,8 @@ static struct search_node *search_parse_key(struct search_parse *p, unsigned dep
 /* What one message offers to the evaluator; the text parts are loaded lazily. */
 struct search_msg {
 	struct imap_session *s;
-	const struct store_msg *m;
+	uint32_t uid;
+	const struct store_msg *m;  /* NULL when no key needs the row */
 	const struct store_msg_headers *h;
 	uint32_t seq, star_seq, star_uid;
 	char *header;        /* the header section, or NULL until needed */
@@ -330,7 +338,7 @@ static void search_need_header(struct search_msg *sm)
 	if (sm->header_loaded)
 		return;
 	sm->header_loaded = true;
-	(void)store_msg_load_header(sm->s->ms->st, sm->s->view->folder, sm->m->uid, &sm->header,
+	(void)store_msg_load_header(sm->s->ms->st, sm->s->view->folder, sm->uid, &sm->header,
 				    &sm->header_len);
 }
 
@@ -340,7 +348,7 @@ static void search_need_body(struct search_msg *sm)
 	if (sm->body_loaded)
 		return;
 	sm->body_loaded = true;
-	(void)store_msg_load(sm->s->ms->st, sm->s->view->folder, sm->m->uid, &sm->body,
+	(void)store_msg_load(sm->s->ms->st, sm->s->view->folder, sm->uid, &sm->body,
 			     &sm->body_len);
 }
 
@@ -457,11 +465,11 @@ static bool search_eval(const struct search_node *n, struct search_msg *sm)
 	case SK_UNKEYWORD:
 		return !search_has_keyword(m->keywords, n->str);
 	case SK_RECENT:
-		return imap_view_is_recent(sm->s->view, m->uid);
+		return imap_view_is_recent(sm->s->view, sm->uid);
 	case SK_NEW:
-		return imap_view_is_recent(sm->s->view, m->uid) && !(m->flags & STORE_FLAG_SEEN);
+		return imap_view_is_recent(sm->s->view, sm->uid) && !(m->flags & STORE_FLAG_SEEN);
 	case SK_OLD:
-		return !imap_view_is_recent(sm->s->view, m->uid);
+		return !imap_view_is_recent(sm->s->view, sm->uid);
 	case SK_LARGER:
 		return m->size > n->num;
 	case SK_SMALLER:
@@ -491,6 +499,17 @@ static bool search_eval(const struct search_node *n, struct search_msg *sm)
 		static const char *const names[] = {[SK_FROM] = "From", [SK_TO] = "To",
 						     [SK_CC] = "Cc", [SK_BCC] = "Bcc",
 						     [SK_SUBJECT] = "Subject"};
+		if (n->hits_ready) {
+			size_t lo = 0, hi = n->hit_count;
+			while (lo < hi) {
+				size_t mid = lo + (hi - lo) / 2;
+				if (n->hits[mid] < sm->uid)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			return lo < n->hit_count && n->hits[lo] == sm->uid;
+		}
 		const char *v = NULL;
 		if (h != NULL) {
 			v = n->op == SK_FROM ? h->from_utf8 : n->op == SK_TO ? h->to_utf8
@@ -510,7 +529,7 @@ static bool search_eval(const struct search_node *n, struct search_msg *sm)
 	case SK_SEQSET:
 		return imap_seqset_contains(&n->set, sm->seq, sm->star_seq);
 	case SK_UIDSET:
-		return imap_seqset_contains(&n->set, m->uid, sm->star_uid);
+		return imap_seqset_contains(&n->set, sm->uid, sm->star_uid);
 	}
 	return false;
 }
@@ -525,6 +544,58 @@ static bool search_uses_modseq(const struct search_node *n)
 			return true;
 	}
 	return false;
+}
+
+/* What the evaluation of a tree reads besides the view. */
+enum { NEED_MSG = 1, NEED_HEADERS = 2 };
+
+/* Answers the header keys of a tree from the parsed header columns, one
+ * query each; returns what else the tree needs (NEED_* bits). A key the
+ * query cannot answer (a needle over its limit) falls back to the headers
+ * read per message. */
+static unsigned search_prepare(struct search_node *n, struct imap_session *s)
+{
+	static const enum store_search_field fields[] = {
+		[SK_FROM] = STORE_SEARCH_FROM, [SK_TO] = STORE_SEARCH_TO, [SK_CC] = STORE_SEARCH_CC,
+		[SK_BCC] = STORE_SEARCH_BCC,   [SK_SUBJECT] = STORE_SEARCH_SUBJECT,
+	};
+	unsigned need = 0;
+	for (size_t i = 0; i < n->kid_count; i++)
+		need |= search_prepare(n->kids[i], s);
+	switch (n->op) {
+	case SK_FROM:
+	case SK_TO:
+	case SK_CC:
+	case SK_BCC:
+	case SK_SUBJECT:
+		if (store_search_header(s->ms->st, s->view->folder, fields[n->op], n->str, &n->hits,
+					&n->hit_count) == 0)
+			n->hits_ready = true;
+		else
+			need |= NEED_HEADERS;
+		break;
+	case SK_SENTBEFORE:
+	case SK_SENTON:
+	case SK_SENTSINCE:
+		need |= NEED_HEADERS;
+		break;
+	case SK_FLAG_SET:
+	case SK_FLAG_UNSET:
+	case SK_KEYWORD:
+	case SK_UNKEYWORD:
+	case SK_NEW:
+	case SK_LARGER:
+	case SK_SMALLER:
+	case SK_MODSEQ:
+	case SK_BEFORE:
+	case SK_ON:
+	case SK_SINCE:
+		need |= NEED_MSG;
+		break;
+	default:
+		break;
+	}
+	return need;
 }
 
 /* Reads ESEARCH's RETURN (...) options into bits. */
@@ -577,12 +648,18 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 		imap_cmd_finish(s, cmd, "BAD", "%s", p.error != NULL ? p.error : "Invalid criteria");
 		return;
 	}
+	bool modseq = search_uses_modseq(root);
+	unsigned need = search_prepare(root, s) | (modseq ? NEED_MSG : 0);
 	struct store_msg *msgs = NULL;
 	size_t msg_count = 0;
 	struct store_msg_headers *hdrs = NULL;
 	size_t hdr_count = 0;
-	int ret = store_msg_list(s->ms->st, v->folder, &msgs, &msg_count);
-	if (ret == 0 && store_msg_headers_list(s->ms->st, v->folder, &hdrs, &hdr_count) < 0)
+	int ret = 0;
+	if ((need & NEED_MSG) && v->count > 0)
+		ret = store_query_msgs(s->ms->query, v->folder, v->uids[0], v->uids[v->count - 1],
+				       &msgs, &msg_count);
+	if (ret == 0 && (need & NEED_HEADERS) &&
+	    store_msg_headers_list(s->ms->st, v->folder, &hdrs, &hdr_count) < 0)
 		hdr_count = 0;
 	if (ret < 0) {
 		search_node_free(root);
@@ -595,15 +672,20 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 	size_t mi = 0, hi = 0;
 	for (size_t i = 0; i < v->count; i++) {
 		uint32_t uid = v->uids[i];
-		while (mi < msg_count && msgs[mi].uid < uid)
-			mi++;
-		if (mi == msg_count || msgs[mi].uid != uid)
-			continue; /* expunged by another session, not yet reported */
+		const struct store_msg *m = NULL;
+		if (need & NEED_MSG) {
+			while (mi < msg_count && msgs[mi].uid < uid)
+				mi++;
+			if (mi == msg_count || msgs[mi].uid != uid)
+				continue; /* expunged by another session, not yet reported */
+			m = &msgs[mi];
+		}
 		while (hi < hdr_count && hdrs[hi].uid < uid)
 			hi++;
 		struct search_msg sm = {
 			.s = s,
-			.m = &msgs[mi],
+			.uid = uid,
+			.m = m,
 			.h = hi < hdr_count && hdrs[hi].uid == uid ? &hdrs[hi] : NULL,
 			.seq = (uint32_t)(i + 1),
 			.star_seq = (uint32_t)v->count,
@@ -615,10 +697,9 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 		if (!match)
 			continue;
 		found[nfound++] = cmd->uid ? uid : (uint32_t)(i + 1);
-		if (msgs[mi].modseq > max_modseq)
-			max_modseq = msgs[mi].modseq;
+		if (m != NULL && m->modseq > max_modseq)
+			max_modseq = m->modseq;
 	}
-	bool modseq = search_uses_modseq(root);
 	buf_t b = BUF_INIT;
 	if (esearch) {
 		buf_printf(&b, "* ESEARCH (TAG \"%s\")%s", cmd->tag, cmd->uid ? " UID" : "");

@@ -54,6 +54,36 @@ void imap_send(struct imap_session *s, const char *fmt, ...)
 	buf_free(&b);
 }
 
+void imap_write_bulk(struct imap_session *s, const char *data, size_t len)
+{
+	uint64_t lines = 0;
+	for (const char *p = data; (p = memchr(p, '\n', len - (size_t)(p - data))) != NULL; p++)
+		lines++;
+	if (s->bulk_lines + lines <= IMAP_TRANSCRIPT_BULK_LINES) {
+		s->bulk_lines += lines;
+		conn_write(s->c, data, len);
+		return;
+	}
+	s->bulk_lines += lines;
+	s->bulk_quiet_lines += lines;
+	s->bulk_quiet_octets += len;
+	conn_write_quiet(s->c, data, len);
+}
+
+/* Sums up the untagged lines that imap_write_bulk kept out of the transcript. */
+static void session_bulk_done(struct imap_session *s)
+{
+	if (s->bulk_quiet_lines > 0) {
+		char note[128];
+		int n = snprintf(note, sizeof(note),
+				 "[%llu more untagged lines, %llu octets, not transcribed]",
+				 (unsigned long long)s->bulk_quiet_lines,
+				 (unsigned long long)s->bulk_quiet_octets);
+		log_transcript("imap", s->id, 'S', conn_is_tls(s->c), s->user, note, (size_t)n, false);
+	}
+	s->bulk_lines = s->bulk_quiet_lines = s->bulk_quiet_octets = 0;
+}
+
 void imap_capabilities(struct imap_session *s, buf_t *out)
 {
 	buf_append_str(out, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE");
@@ -97,6 +127,7 @@ void imap_cmd_finish(struct imap_session *s, struct imap_cmd *cmd, const char *s
 	if (s->state == IMAP_STATE_SELECTED && s->view != NULL)
 		imap_view_sync(s, cmd->def == NULL || !(cmd->def->flags & IMAP_CMD_FLAG_NO_EXPUNGE) ||
 					  cmd->uid);
+	session_bulk_done(s);
 	buf_t b = BUF_INIT;
 	buf_printf(&b, "%s %s ", cmd->tag != NULL ? cmd->tag : "*", status);
 	va_list ap;

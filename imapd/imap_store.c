@@ -146,69 +146,97 @@ void imap_cmd_store(struct imap_session *s, struct imap_cmd *cmd)
 		free(idx);
 		return;
 	}
+	/* The rows before, one read; the changes in one transaction (one sync);
+	 * the rows after, one read. */
+	struct store_msg *before = NULL, *after = NULL;
+	size_t before_count = 0, after_count = 0;
+	int ret = imap_view_load_msgs(s, idx, n, &before, &before_count);
+	if (ret < 0) {
+		free(keywords);
+		free(idx);
+		imap_cmd_store_error(s, cmd, ret, "Cannot change flags");
+		return;
+	}
 	uint32_t *modified = xmalloc((n + 1) * sizeof(*modified));
 	size_t modified_count = 0;
-	buf_t b = BUF_INIT;
-	int failure = 0;
-	for (size_t i = 0; i < n; i++) {
+	bool *done = xcalloc(n + 1, sizeof(*done));
+	int failure = store_begin(s->ms->st);
+	for (size_t i = 0, b = 0; i < n && failure == 0; i++) {
 		uint32_t uid = v->uids[idx[i]];
-		struct store_msg before;
-		if (store_msg_get(s->ms->st, v->folder, uid, &before) < 0)
+		while (b < before_count && before[b].uid < uid)
+			b++;
+		if (b == before_count || before[b].uid != uid)
 			continue; /* expunged by someone else meanwhile */
 		uint64_t modseq = 0;
-		int ret = store_msg_set_flags(s->ms->st, v->folder, uid, mode, flags, keywords,
-					      unchangedsince, &modseq);
-		if (ret == STORE_ERR_MODIFIED) {
+		ret = store_msg_set_flags(s->ms->st, v->folder, uid, mode, flags, keywords,
+					  unchangedsince, &modseq);
+		if (ret == STORE_ERR_MODIFIED)
 			modified[modified_count++] = cmd->uid ? uid : (uint32_t)(idx[i] + 1);
-			store_msg_free(&before);
+		else if (ret == 0)
+			done[i] = true;
+		else if (ret != STORE_ERR_NOTFOUND)
+			failure = ret;
+	}
+	if (failure == 0)
+		failure = store_commit(s->ms->st);
+	if (failure < 0)
+		store_rollback(s->ms->st);
+	else
+		failure = imap_view_load_msgs(s, idx, n, &after, &after_count);
+	free(keywords);
+	if (failure < 0) {
+		free(modified);
+		free(done);
+		free(idx);
+		store_msg_list_free(before, before_count);
+		imap_cmd_store_error(s, cmd, failure, "Cannot change flags");
+		return;
+	}
+	buf_t b = BUF_INIT;
+	for (size_t i = 0, bi = 0, ai = 0; i < n; i++) {
+		uint32_t uid = v->uids[idx[i]];
+		while (bi < before_count && before[bi].uid < uid)
+			bi++;
+		while (ai < after_count && after[ai].uid < uid)
+			ai++;
+		if (!done[i] || ai == after_count || after[ai].uid != uid)
 			continue;
-		}
-		if (ret < 0) {
-			store_msg_free(&before);
-			if (ret != STORE_ERR_NOTFOUND)
-				failure = ret;
-			continue;
-		}
-		struct store_msg after;
-		if (store_msg_get(s->ms->st, v->folder, uid, &after) < 0) {
-			store_msg_free(&before);
-			continue;
-		}
-		if (after.modseq != before.modseq && after.lifecycle_id != NULL) {
-			char *text = store_flags_text(after.flags, after.keywords);
-			log_event(after.lifecycle_id, "flags", "user", s->user, "proto", "imap",
-				  "flags", text, NULL);
+		const struct store_msg *m = &after[ai];
+		bool changed = bi < before_count && before[bi].uid == uid &&
+			       before[bi].modseq != m->modseq;
+		if (changed && m->lifecycle_id != NULL) {
+			char *text = store_flags_text(m->flags, m->keywords);
+			log_event(m->lifecycle_id, "flags", "user", s->user, "proto", "imap", "flags",
+				  text, NULL);
 			free(text);
 		}
-		imap_view_note_reported(v, uid, after.modseq);
+		imap_view_note_reported(v, uid, m->modseq);
 		/* RFC 7162 3.2: a silent STORE still reports MODSEQ when CONDSTORE is on. */
 		if (!silent || (s->condstore && unchangedsince > 0)) {
-			buf_reset(&b);
 			buf_printf(&b, "* %zu FETCH (", idx[i] + 1);
 			if (cmd->uid)
 				buf_printf(&b, "UID %u ", uid);
 			if (!silent) {
 				buf_append_str(&b, "FLAGS ");
-				imap_format_flags(&b, after.flags, after.keywords,
-						  imap_view_is_recent(v, uid));
+				imap_format_flags(&b, m->flags, m->keywords, imap_view_is_recent(v, uid));
 			}
 			if (s->condstore)
 				buf_printf(&b, "%sMODSEQ (%llu)", silent ? "" : " ",
-					   (unsigned long long)after.modseq);
+					   (unsigned long long)m->modseq);
 			buf_append_str(&b, ")\r\n");
-			conn_write(s->c, b.data, b.len);
+			if (b.len >= 64 * 1024) {
+				imap_write_bulk(s, b.data, b.len);
+				buf_reset(&b);
+			}
 		}
-		store_msg_free(&before);
-		store_msg_free(&after);
 	}
+	if (b.len > 0)
+		imap_write_bulk(s, b.data, b.len);
 	buf_free(&b);
-	free(keywords);
+	free(done);
 	free(idx);
-	if (failure != 0) {
-		free(modified);
-		imap_cmd_store_error(s, cmd, failure, "Cannot change flags");
-		return;
-	}
+	store_msg_list_free(before, before_count);
+	store_msg_list_free(after, after_count);
 	if (modified_count > 0) {
 		buf_t set = BUF_INIT;
 		imap_seqset_format(&set, modified, modified_count);

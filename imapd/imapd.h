@@ -25,6 +25,7 @@
 #include "net.h"
 #include "sasl.h"
 #include "store.h"
+#include "store_search.h"
 
 #define IMAP_PORT 143
 #define IMAPS_PORT 993
@@ -49,6 +50,7 @@ struct imap_mailstore {
 	struct imapd *server;
 	char *user;
 	store *st;
+	store_query *query;       /* reads by UID range, first unseen (store_search.h) */
 	uv_fs_event_t *watcher;   /* NULL when the notify file could not be watched */
 	unsigned refs;
 	struct imap_session **sessions;
@@ -91,7 +93,6 @@ struct imap_view {
 	size_t count, cap;
 	uint64_t known_modseq;      /* flag changes and arrivals up to here were reported */
 	uint64_t expunge_modseq;    /* expunges up to here were reported */
-	uint32_t recent_count;
 	uint32_t *recent_uids;      /* \Recent for this session, ascending */
 	size_t recent_len;
 	/* Flag changes already reported (or made here silently) beyond known_modseq. */
@@ -124,6 +125,8 @@ struct imap_session {
 	uint64_t discard_left;
 	bool skip_line;             /* the rest of a refused command follows a dropped literal */
 	bool idle_dirty;
+	/* Untagged lines of the running command, for imap_write_bulk. */
+	uint64_t bulk_lines, bulk_quiet_lines, bulk_quiet_octets;
 };
 
 /* A command handler: runs the command and calls imap_cmd_finish (now or later). */
@@ -147,6 +150,13 @@ extern const struct conn_handlers imap_conn_handlers;
 void imap_session_enter(struct imap_session *s, enum imap_state state);
 /* Writes an untagged or continuation line (fmt without CRLF). */
 void imap_send(struct imap_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Writes untagged responses of the running command (whole lines). The first
+ * IMAP_TRANSCRIPT_BULK_LINES of a command go to the transcript as usual; the
+ * rest are sent without it and summed up in one transcript line before the
+ * tagged reply, so FETCH 1:* on a big folder neither floods log/ nor spends
+ * its time writing it. */
+#define IMAP_TRANSCRIPT_BULK_LINES 200
+void imap_write_bulk(struct imap_session *s, const char *data, size_t len);
 /* Delivers allowed updates, then the tagged reply "tag STATUS text", and
  * returns the session to reading commands. */
 void imap_cmd_finish(struct imap_session *s, struct imap_cmd *cmd, const char *status,
@@ -207,6 +217,11 @@ void imap_view_sync(struct imap_session *s, bool allow_expunge);
 /* Resolves a sequence or UID set to ascending view indexes (caller frees). */
 int imap_view_resolve(struct imap_view *v, const char *set_text, bool uid, size_t **idx_r,
 		      size_t *count_r, char **err_r);
+/* The store rows of the view's messages at ascending indexes idx (those
+ * still in the store; a UID range may bring others in between: callers
+ * match by UID). Free with store_msg_list_free. */
+int imap_view_load_msgs(struct imap_session *s, const size_t *idx, size_t n,
+			struct store_msg **list_r, size_t *count_r);
 /* The index of a UID in the view, or -1. */
 long imap_view_find_uid(const struct imap_view *v, uint32_t uid);
 /* Removes an expunged UID and sends "* n EXPUNGE". */
@@ -226,6 +241,17 @@ void imap_fetch_abort(struct imap_session *s);
  * the cache or computed and cached. */
 char *imap_envelope(store *st, const char *folder, uint32_t uid);
 char *imap_bodystructure(store *st, const char *folder, uint32_t uid, bool extended);
+/* Where a part lies in the raw message (octet offsets and lengths). */
+struct imap_part_range {
+	uint64_t header_offset, header_len; /* its MIME header, with the blank line */
+	uint64_t body_offset, body_len;
+	bool is_message;                    /* message/rfc822: an encapsulated message */
+	uint64_t inner_header_len;          /* that message's header section */
+};
+/* Finds the part at an IMAP section number ("1.2") from the message's part
+ * map (cached; made now when missing); -1 when there is no such part. */
+int imap_part_find(store *st, const char *folder, uint32_t uid, const char *section,
+		   struct imap_part_range *r);
 /* Pure formatting from a parsed message (for tests and the cache). */
 void imap_envelope_format(buf_t *out, const struct header *h);
 void imap_bodystructure_format(buf_t *out, const char *msg, const struct mime_part *part,
