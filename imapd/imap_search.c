@@ -10,6 +10,7 @@
  * headers are read only when a key needs them. HEADER, BODY and TEXT read
  * more (the header section or the message), lazily and once per message.
  * Search strings are bound as data (or compared in memory), never query text. */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -317,7 +318,8 @@ struct search_msg {
 	bool header_loaded, body_loaded;
 };
 
-/* Case-insensitive substring test on text that may hold NUL bytes. */
+/* Case-insensitive (ASCII) substring test on text that may hold NUL bytes:
+ * memchr finds the candidates for the needle's first byte in either case. */
 static bool search_contains(const char *hay, size_t len, const char *needle)
 {
 	size_t nlen = strlen(needle);
@@ -325,11 +327,32 @@ static bool search_contains(const char *hay, size_t len, const char *needle)
 		return true;
 	if (hay == NULL || len < nlen)
 		return false;
-	for (size_t i = 0; i + nlen <= len; i++) {
-		if (strncasecmp(hay + i, needle, nlen) == 0)
+	int lower = tolower((unsigned char)needle[0]), upper = toupper((unsigned char)needle[0]);
+	const char *p = hay, *end = hay + (len - nlen) + 1;
+	while (p < end) {
+		const char *c = memchr(p, lower, (size_t)(end - p));
+		if (upper != lower) {
+			const char *u = memchr(p, upper, (size_t)((c != NULL ? c : end) - p));
+			if (u != NULL)
+				c = u;
+		}
+		if (c == NULL)
+			return false;
+		if (strncasecmp(c + 1, needle + 1, nlen - 1) == 0)
 			return true;
+		p = c + 1;
 	}
 	return false;
+}
+
+/* Whether a text part's raw bytes are already its text as the search sees
+ * it: no transfer encoding to undo and a charset that needs no conversion. */
+static bool search_part_is_plain(const struct mime_part *part)
+{
+	const char *enc = part->encoding != NULL ? part->encoding : "7bit";
+	const char *cs = content_type_param(&part->type, "charset");
+	return (strcmp(enc, "7bit") == 0 || strcmp(enc, "8bit") == 0 || strcmp(enc, "binary") == 0) &&
+	       (cs == NULL || strcasecmp(cs, "us-ascii") == 0 || strcasecmp(cs, "utf-8") == 0);
 }
 
 /* Loads the header section once. */
@@ -381,13 +404,18 @@ static bool search_body(struct search_msg *sm, const char *needle, bool with_hea
 		return false;
 	size_t hlen = header_section_length(sm->body, sm->body_len);
 	if (with_header) {
-		char *decoded = xstrndup(sm->body, hlen);
-		char *words = header_decode_words(decoded);
-		bool found = search_contains(words, strlen(words), needle);
-		free(words);
-		free(decoded);
-		if (found)
+		if (search_contains(sm->body, hlen, needle))
 			return true;
+		/* Encoded words only when there are any ("=?" starts each). */
+		if (search_contains(sm->body, hlen, "=?")) {
+			char *raw = xstrndup(sm->body, hlen);
+			char *words = header_decode_words(raw);
+			bool found = search_contains(words, strlen(words), needle);
+			free(words);
+			free(raw);
+			if (found)
+				return true;
+		}
 	}
 	if (search_contains(sm->body + hlen, sm->body_len - hlen, needle))
 		return true;
@@ -403,8 +431,9 @@ static bool search_body(struct search_msg *sm, const char *needle, bool with_hea
 		const struct mime_part *part = stack[--top];
 		for (size_t i = 0; i < part->child_count && top < MIME_MAX_DEPTH + 1; i++)
 			stack[top++] = &part->children[i];
+		/* A plain part was searched with the raw body above. */
 		if (part->child_count == 0 && part->type.type != NULL &&
-		    strcmp(part->type.type, "text") == 0) {
+		    strcmp(part->type.type, "text") == 0 && !search_part_is_plain(part)) {
 			char *text = NULL;
 			size_t len = 0;
 			if (mime_decode_body(sm->body, part, true, &text, &len) == 0) {
