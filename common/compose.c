@@ -33,7 +33,7 @@ char *compose_header_clean(const char *s)
 	size_t n = 0;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
-		out[n++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
+		out[n++] = ((c < 0x20 && c != '\t') || c == 0x7f) ? ' ' : (char)c;
 	}
 	while (n > 0 && out[n - 1] == ' ')
 		n--;
@@ -95,8 +95,11 @@ int compose_parse_recipients(const char *text, char ***addrs_r, size_t *count_r,
 		const struct mail_address *a = &list.items[i];
 		if (a->local == NULL && (a->group_start || a->group_end) && a->name == NULL)
 			continue;
-		char *spec = a->local != NULL && a->domain != NULL ? mail_address_spec(a) : NULL;
-		if (spec == NULL || !address_spec_valid(spec)) {
+		char *spec = a->local != NULL && a->local[0] != '\0' && a->domain != NULL ?
+			     mail_address_spec(a) : NULL;
+		/* The parser is lenient ("a b@c" reads as "ab@c"); what a user
+		 * typed must contain the address as it will be used. */
+		if (spec == NULL || !address_spec_valid(spec) || strcasestr(clean, spec) == NULL) {
 			*err_r = xasprintf("not an address: %s", spec != NULL ? spec :
 					   a->name != NULL ? a->name : a->local != NULL ? a->local :
 					   clean);

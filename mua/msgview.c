@@ -419,13 +419,14 @@ static const char *arg_str(const struct imap_arg *a)
 	return imap_arg_string(a);
 }
 
-/* Looks up a FETCH item by name ("NAME[" matches any section). */
+/* Looks up a FETCH item by name (a name with an unclosed '[' is a prefix). */
 const struct imap_arg *mua_fetch_item(const struct imap_arg *list, const char *name)
 {
 	if (list == NULL || list->type != IMAP_ARG_LIST)
 		return NULL;
 	size_t nlen = strlen(name);
-	bool prefix = nlen > 0 && name[nlen - 1] == '[';
+	/* "BODY[HEADER.FIELDS" (an open bracket) matches any field list. */
+	bool prefix = strchr(name, '[') != NULL && name[nlen - 1] != ']';
 	for (size_t i = 0; i + 1 < list->count; i += 2) {
 		const char *key = imap_arg_string(&list->children[i]);
 		if (key == NULL)

@@ -230,7 +230,8 @@ struct mua_envelope {
 };
 void mua_envelope_parse(const struct imap_arg *env, struct mua_envelope *out);
 void mua_envelope_free(struct mua_envelope *e);
-/* Looks up a FETCH item ("FLAGS", "ENVELOPE", "BODY[...]") in a FETCH list. */
+/* Looks up a FETCH item ("FLAGS", "ENVELOPE", "BODY[]") in a FETCH list; a
+ * name with an unclosed bracket ("BODY[HEADER.FIELDS") matches as a prefix. */
 const struct imap_arg *mua_fetch_item(const struct imap_arg *list, const char *name);
 /* True when a BODYSTRUCTURE has a part with an attachment disposition or a name. */
 bool mua_bodystructure_has_attachment(const struct imap_arg *bs);
