@@ -56,6 +56,7 @@ struct queue {
 	sqlite3 *db;
 	int last_rc;
 	sqlite3_stmt *insert_msg, *insert_body, *insert_rcpt, *update_rcpt, *insert_attempt;
+	sqlite3_stmt *delete_if_done;
 };
 
 int64_t queue_now_ms(void)
@@ -90,6 +91,9 @@ int queue_open(const char *datadir, queue **q_r, char **err_r)
 	q->insert_attempt = db_prepare(db,
 		"INSERT INTO attempts (msg_id, rcpt_id, time, proto, hop, status, reply)"
 		" VALUES (?,?,?,?,?,?,?)");
+	q->delete_if_done = db_prepare(db,
+		"DELETE FROM messages WHERE id = ?1 AND NOT EXISTS"
+		" (SELECT 1 FROM recipients WHERE msg_id = ?1 AND state = 0)");
 	*q_r = q;
 	return 0;
 }
@@ -103,6 +107,7 @@ void queue_close(queue **q)
 	sqlite3_finalize((*q)->insert_rcpt);
 	sqlite3_finalize((*q)->update_rcpt);
 	sqlite3_finalize((*q)->insert_attempt);
+	sqlite3_finalize((*q)->delete_if_done);
 	db_close(&(*q)->db);
 	free(*q);
 	*q = NULL;
@@ -257,14 +262,10 @@ int queue_msg_set_warned(queue *q, const char *id, char **err_r)
 int queue_msg_delete_if_done(queue *q, const char *id, bool *deleted_r, char **err_r)
 {
 	*deleted_r = false;
-	sqlite3_stmt *s = db_prepare(q->db,
-		"DELETE FROM messages WHERE id = ?1 AND NOT EXISTS"
-		" (SELECT 1 FROM recipients WHERE msg_id = ?1 AND state = 0)");
+	sqlite3_stmt *s = q->delete_if_done;
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE)
-		return queue_fail(q, rc, "delete message", err_r);
+	if (queue_step_done(q, s, "delete message", err_r) < 0)
+		return -1;
 	*deleted_r = sqlite3_changes(q->db) > 0;
 	return 0;
 }

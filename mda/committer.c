@@ -14,7 +14,13 @@
  * at a time; a batch is all-or-nothing for its temporary failures (the
  * transaction is rolled back and every delivery in it answers 4xx); each
  * delivery's done callback runs on the loop after the commit returned, so no
- * 250 precedes durability. */
+ * 250 precedes durability.
+ *
+ * Exactly once: a delivery whose lifecycle id the mailbox already holds (the
+ * mta was killed after our 250 and before it recorded it, and now tries
+ * again) is answered as delivered without a second copy. The check runs for
+ * the whole batch before anything of it is filed, so two recipients of one
+ * message that share a mailbox in the same batch still both get their copy. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +141,24 @@ static int mailbox_file_one(store *st, struct mda_delivery *dl, uint64_t *bytes,
 	return 0;
 }
 
+/* Marks the deliveries whose message the mailbox already holds (see the top). */
+static int batch_mark_already_filed(store *st, struct mda_delivery *batch)
+{
+	for (struct mda_delivery *dl = batch; dl != NULL; dl = dl->next) {
+		if (dl->msg->lifecycle_id == NULL || dl->msg->lifecycle_id[0] == '\0')
+			continue;
+		char **folders = NULL;
+		uint32_t *uids = NULL;
+		size_t count = 0;
+		if (store_find_lifecycle(st, dl->msg->lifecycle_id, &folders, &uids, &count) != 0)
+			return -1;
+		dl->already_filed = count > 0;
+		store_strv_free(folders);
+		free(uids);
+	}
+	return 0;
+}
+
 /* Thread pool: opens the mailbox if needed and commits the batch. */
 static void mailbox_work(uv_work_t *work)
 {
@@ -159,7 +183,17 @@ static void mailbox_work(uv_work_t *work)
 		store_close(&box->st);
 		return;
 	}
+	if (batch_mark_already_filed(box->st, box->batch) < 0) {
+		batch_fail(box->batch, DELIVERY_TEMP, store_last_error(box->st));
+		store_rollback(box->st);
+		store_close(&box->st);
+		return;
+	}
 	for (struct mda_delivery *dl = box->batch; dl != NULL; dl = dl->next) {
+		if (dl->already_filed) {
+			dl->status = DELIVERY_OK;
+			continue;
+		}
 		if (mailbox_file_one(box->st, dl, &bytes, &messages) < 0) {
 			batch_fail(box->batch, DELIVERY_TEMP, store_last_error(box->st));
 			store_rollback(box->st);

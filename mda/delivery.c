@@ -162,7 +162,10 @@ static void delivery_run_rules(struct mda_delivery *dl)
 static void delivery_finish(struct mda_delivery *dl)
 {
 	const char *id = dl->msg->lifecycle_id;
-	if (dl->status == DELIVERY_OK) {
+	if (dl->status == DELIVERY_OK && dl->already_filed) {
+		log_event(id, "duplicate", "rcpt", dl->rcpt, "user", dl->user.address, "reason",
+			  "already in the mailbox: a retry after the mta lost our reply", NULL);
+	} else if (dl->status == DELIVERY_OK) {
 		for (size_t i = 0; i < dl->target_count; i++) {
 			char uid[16];
 			snprintf(uid, sizeof(uid), "%u", dl->targets[i].uid);

@@ -153,6 +153,9 @@ static char *lmtp_delivery_reply(const struct lmtp_session *s, const struct mda_
 {
 	switch (dl->status) {
 	case DELIVERY_OK:
+		if (dl->already_filed)
+			return xasprintf("250 2.0.0 <%s> Already delivered, id %s\r\n", dl->rcpt,
+					 dl->msg->lifecycle_id);
 		return xasprintf("250 2.0.0 <%s> Delivered, id %s\r\n", dl->rcpt,
 				 dl->msg->lifecycle_id);
 	case DELIVERY_QUOTA:

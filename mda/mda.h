@@ -91,6 +91,7 @@ struct mda_delivery {
 	const struct sieve_command *vacation; /* owned by script */
 	struct sieve_script *script;
 	enum delivery_status status;
+	bool already_filed;      /* the mailbox held this lifecycle id: not filed again */
 	char *error;             /* why, for a failure */
 	delivery_done_fn *done;
 	void *done_arg;

@@ -103,6 +103,7 @@ int main(int argc, char **argv)
 	scheduler_free(&m.sched);
 	queue_writer_free(&m.writer);
 	queue_close(&m.reader);
+	user_cache_free(&m.user_cache);
 	free(m.trusted);
 	free(m.lmtp_path);
 	free(m.submit_path);

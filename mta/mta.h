@@ -8,6 +8,7 @@
  *   queue_scheduler.c                 picks due recipients, records the outcome
  *   lmtp_client.c / smtp_client.c     the two ways out; outbound.c what they share
  *   bounce.c                          RFC 3464 delivery status notifications
+ *   user_cache.c                      userdb answers, until users.sqlite changes
  */
 #ifndef MAILSTACK_MTA_H
 #define MAILSTACK_MTA_H
@@ -50,6 +51,7 @@ struct trusted_net {
 
 struct queue_writer;
 struct scheduler;
+struct user_cache;
 
 struct mta {
 	struct daemon *d;
@@ -60,6 +62,7 @@ struct mta {
 	queue *reader;               /* loop-side connection: scheduler reads */
 	struct queue_writer *writer; /* its own connection, used on the thread pool */
 	struct scheduler *sched;
+	struct user_cache *user_cache;
 	net_server *server;
 	char *lmtp_path;
 	char *submit_path;
@@ -81,6 +84,12 @@ int policy_trusted_parse(const char *list, struct trusted_net **nets_r, size_t *
 bool policy_address_trusted(const struct mta *m, const struct sockaddr *sa);
 /* The local part and domain of an address, the domain lower-cased (caller frees). */
 char *policy_domain_of(const char *address);
+
+/* ---- user_cache.c: userdb answers kept until users.sqlite changes ---- */
+bool user_cache_domain_is_local(struct mta *m, const char *domain);
+/* As userdb_resolve (caller frees with userdb_strv_free). */
+char **user_cache_resolve(struct mta *m, const char *address);
+void user_cache_free(struct user_cache **c);
 
 /* ---- received.c ---- */
 struct received_info {
@@ -223,8 +232,11 @@ void smtp_clients_free(struct smtp_clients **sc);
 
 /* ---- queue_scheduler.c ---- */
 struct scheduler *scheduler_new(struct mta *m);
-/* Looks for due work soon (after a commit of new messages). */
+/* Scans queue.sqlite for due work soon. */
 void scheduler_kick(struct scheduler *s);
+/* Hands over a message just committed (with its body and recipient ids):
+ * the scheduler owns it from here and delivers it without reading it back. */
+void scheduler_submit(struct scheduler *s, struct queue_msg *msg);
 void scheduler_shutdown(struct scheduler *s);
 void scheduler_free(struct scheduler **s);
 

@@ -1,18 +1,24 @@
-/* queue_scheduler.c: delivers what is due in the queue and records how it went.
+/* queue_scheduler.c: delivers what is queued and records how it went.
  *
- * The queue database is the truth: every tick (each second, and at once after
- * a commit of new messages) the scheduler asks queue.sqlite for messages with
- * a due recipient that are not held, skipping those already in flight. That
- * is also how it picks up everything still queued after a restart, and how
- * `mailctl queue flush|hold|release|delete` reach a running mta.
+ * Two ways in. A message that has just been committed (a new one after its
+ * 250, or a report made here) is handed over in memory by scheduler_submit,
+ * body and all, so the hot path never reads queue.sqlite back. Everything
+ * else (retries that come due, messages left over from before a restart,
+ * `mailctl queue flush|release`, messages dropped from a full ready list) is
+ * found by scanning queue.sqlite for due recipients: on the one-second tick,
+ * and at once when a scan or an overflow left more behind (db_backlog).
  *
- * A message in flight is loaded with its body and due recipients and split
- * into deliveries: one over LMTP for the local domains, one over SMTP per
- * other domain. When all have answered, one writer job records every
- * recipient's outcome (delivered / failed / deferred with its next try), the
- * attempt rows, and a DSN when one is due (failure, delay warning, success),
- * and deletes the message when nobody is left. Only after that commit does
- * the message leave the in-flight set, so it is never picked up twice.
+ * A message is READY (in memory, waiting for a delivery slot), IN FLIGHT
+ * (its deliveries running, then its outcome being committed), or only in the
+ * database. The `known` hash holds every READY and IN FLIGHT message by id,
+ * so a scan never picks up one twice.
+ *
+ * A message in flight is split into deliveries: one over LMTP for the local
+ * domains, one over SMTP per other domain. When all have answered, one
+ * writer job records every recipient's outcome (delivered / failed /
+ * deferred with its next try), the attempt rows, and a DSN when one is due
+ * (failure, delay warning, success), and deletes the message when nobody is
+ * left. Only after that commit does the message leave the in-flight set.
  *
  * Retry: the n-th temporary failure waits smtp.retry_schedule[n-1] seconds
  * (the last value repeats); after smtp.max_queue_lifetime the recipient
@@ -27,10 +33,14 @@
 #include <time.h>
 
 #include "log.h"
-#include "store.h"
 
 /* Messages delivered at once; each holds its body in memory. */
-#define SCHED_MAX_IN_FLIGHT 128
+#define SCHED_MAX_IN_FLIGHT 256
+/* Committed messages waiting in memory for a slot; past this they are
+ * dropped from memory and found again by a scan. */
+#define SCHED_MAX_READY 2048
+/* Buckets of the `known` hash (READY + IN FLIGHT, at most 2304 entries). */
+#define SCHED_HASH_BUCKETS 4096
 #define SCHED_TICK_MS 1000
 #define SCHED_MAX_RETRY_STEPS 32
 #define SCHED_MAX_DIAGNOSTIC 900
@@ -41,7 +51,8 @@ struct sched_msg {
 	struct delivery *deliveries;
 	size_t delivery_count;
 	size_t pending;
-	struct sched_msg *next;
+	struct sched_msg *next;      /* in the ready list or the in-flight list */
+	struct sched_msg *hash_next; /* in its `known` bucket */
 };
 
 struct scheduler {
@@ -51,15 +62,19 @@ struct scheduler {
 	struct smtp_clients *smtp;
 	struct sched_msg *in_flight;
 	size_t in_flight_count;
+	struct sched_msg *ready_head, *ready_tail;
+	size_t ready_count;
+	struct sched_msg *known[SCHED_HASH_BUCKETS];
+	bool db_backlog;         /* queue.sqlite may hold due messages we have not seen */
 	int64_t retry_ms[SCHED_MAX_RETRY_STEPS];
 	size_t retry_count;
 	int64_t lifetime_ms;
 	int64_t warning_ms;
-	int64_t started_ms;      /* messages older than this may have been in flight at a crash */
 	bool shutting_down;
 };
 
 static void scheduler_tick(uv_timer_t *timer);
+static void scheduler_fill(struct scheduler *s);
 
 /* Parses smtp.retry_schedule ("60,300,...") into milliseconds, scaled. */
 static void scheduler_parse_retry(struct scheduler *s, const char *text, int64_t scale)
@@ -89,7 +104,7 @@ struct scheduler *scheduler_new(struct mta *m)
 	scheduler_parse_retry(s, config_str(m->cfg, "smtp.retry_schedule"), scale);
 	s->lifetime_ms = config_int(m->cfg, "smtp.max_queue_lifetime") * 1000 / scale;
 	s->warning_ms = config_int(m->cfg, "smtp.delay_warning_time") * 1000 / scale;
-	s->started_ms = queue_now_ms();
+	s->db_backlog = true; /* whatever a previous run left */
 	s->lmtp = lmtp_pool_new(m);
 	s->smtp = smtp_clients_new(m);
 	uv_timer_init(m->loop, &s->timer);
@@ -105,12 +120,41 @@ void scheduler_kick(struct scheduler *s)
 	uv_timer_start(&s->timer, scheduler_tick, 0, SCHED_TICK_MS);
 }
 
-static bool scheduler_in_flight(const struct scheduler *s, const char *id)
+/* The bucket of a lifecycle id in `known` (FNV-1a). */
+static size_t scheduler_bucket(const char *id)
 {
-	for (const struct sched_msg *sm = s->in_flight; sm != NULL; sm = sm->next)
+	uint32_t h = 2166136261u;
+	for (const unsigned char *p = (const unsigned char *)id; *p != '\0'; p++)
+		h = (h ^ *p) * 16777619u;
+	return h % SCHED_HASH_BUCKETS;
+}
+
+/* True when the message is READY or IN FLIGHT. */
+static bool scheduler_known(const struct scheduler *s, const char *id)
+{
+	for (const struct sched_msg *sm = s->known[scheduler_bucket(id)]; sm != NULL;
+	     sm = sm->hash_next)
 		if (strcmp(sm->msg.id, id) == 0)
 			return true;
 	return false;
+}
+
+static void scheduler_know(struct scheduler *s, struct sched_msg *sm)
+{
+	size_t b = scheduler_bucket(sm->msg.id);
+	sm->hash_next = s->known[b];
+	s->known[b] = sm;
+}
+
+static void scheduler_forget(struct scheduler *s, struct sched_msg *sm)
+{
+	for (struct sched_msg **pp = &s->known[scheduler_bucket(sm->msg.id)]; *pp != NULL;
+	     pp = &(*pp)->hash_next) {
+		if (*pp == sm) {
+			*pp = sm->hash_next;
+			return;
+		}
+	}
 }
 
 /* Formats unix ms as an ISO 8601 UTC time for logs. */
@@ -161,9 +205,18 @@ static void scheduler_results_done(struct queue_job *job, void *arg)
 		}
 	}
 	s->in_flight_count--;
+	scheduler_forget(s, sm);
 	sched_msg_free(sm);
+	struct queue_msg *dsn = job->status == 0 ? job->dsn : NULL;
+	job->dsn = NULL;
 	queue_job_free(&job);
-	if (!s->shutting_down)
+	if (dsn != NULL)
+		scheduler_submit(s, dsn);
+	if (s->shutting_down)
+		return;
+	scheduler_fill(s);
+	/* A failed record leaves the message queued: the database has it again. */
+	if (s->db_backlog && s->ready_count == 0 && s->in_flight_count < SCHED_MAX_IN_FLIGHT)
 		scheduler_kick(s);
 }
 
@@ -288,68 +341,21 @@ static void scheduler_delivery_done(struct delivery *dl)
 		scheduler_record(sm);
 }
 
-/* After a crash, a local recipient may already have the message although its
- * result was never recorded (killed between the mda's 250 and our commit).
- * The mailbox keeps the lifecycle id, so look before delivering it again. */
-static bool scheduler_already_in_mailbox(struct scheduler *s, const char *address, const char *id)
-{
-	struct user_info info;
-	memset(&info, 0, sizeof(info));
-	if (userdb_user_lookup(s->m->users, address, &info) < 0)
-		return false;
-	store *st = NULL;
-	char *err = NULL;
-	bool found = false;
-	if (store_open(s->m->d->datadir, info.address, &st, &err) == 0) {
-		char **folders = NULL;
-		uint32_t *uids = NULL;
-		size_t count = 0;
-		if (store_find_lifecycle(st, id, &folders, &uids, &count) == 0) {
-			found = count > 0;
-			store_strv_free(folders);
-			free(uids);
-		}
-		store_close(&st);
-	}
-	free(err);
-	user_info_free(&info);
-	return found;
-}
-
 /* Splits a loaded message into deliveries (local, then one per domain) and starts them. */
 static void scheduler_dispatch(struct scheduler *s, struct sched_msg *sm)
 {
 	struct queue_msg *msg = &sm->msg;
 	sm->deliveries = xcalloc(msg->rcpt_count + 1, sizeof(*sm->deliveries));
-	bool maybe_in_flight_at_crash = msg->created < s->started_ms;
-	struct delivery *found = NULL;
+	/* A local recipient that already got the message before a crash (the
+	 * mda answered, we were killed before recording it) is recognised by
+	 * the mda from the lifecycle id and not filed twice. */
 	for (size_t i = 0; i < msg->rcpt_count; i++) {
 		struct queue_rcpt *r = &msg->rcpts[i];
 		char *domain = policy_domain_of(r->address);
-		bool local = userdb_domain_is_local(s->m->users, domain);
-		if (local && maybe_in_flight_at_crash &&
-		    scheduler_already_in_mailbox(s, r->address, msg->id)) {
-			if (found == NULL) {
-				found = &sm->deliveries[sm->delivery_count++];
-				found->msg = msg;
-				found->rcpts = xcalloc(msg->rcpt_count, sizeof(*found->rcpts));
-				found->done = scheduler_delivery_done;
-				found->owner = sm;
-				snprintf(found->proto, sizeof(found->proto), "LMTP");
-				found->hop = xstrdup("mailbox check after restart");
-			}
-			struct delivery_rcpt *dr = &found->rcpts[found->count++];
-			dr->rcpt = r;
-			delivery_set(dr, 250, "2.0.0", "250 2.0.0 Already in the mailbox "
-				     "(delivered before a restart)");
-			free(domain);
-			continue;
-		}
+		bool local = user_cache_domain_is_local(s->m, domain);
 		struct delivery *dl = NULL;
 		for (size_t j = 0; j < sm->delivery_count && dl == NULL; j++) {
 			struct delivery *d = &sm->deliveries[j];
-			if (d == found)
-				continue;
 			if (local ? d->domain == NULL : (d->domain != NULL && strcmp(d->domain, domain) == 0))
 				dl = d;
 		}
@@ -364,7 +370,7 @@ static void scheduler_dispatch(struct scheduler *s, struct sched_msg *sm)
 		dl->rcpts[dl->count++].rcpt = r;
 		free(domain);
 	}
-	sm->pending = sm->delivery_count - (found != NULL ? 1 : 0);
+	sm->pending = sm->delivery_count;
 	if (sm->pending == 0) {
 		scheduler_record(sm);
 		return;
@@ -373,8 +379,6 @@ static void scheduler_dispatch(struct scheduler *s, struct sched_msg *sm)
 	size_t n = sm->delivery_count;
 	for (size_t j = 0; j < n; j++) {
 		struct delivery *dl = &sm->deliveries[j];
-		if (dl == found)
-			continue;
 		if (dl->domain == NULL)
 			lmtp_deliver(s->lmtp, dl);
 		else
@@ -382,16 +386,71 @@ static void scheduler_dispatch(struct scheduler *s, struct sched_msg *sm)
 	}
 }
 
-static void scheduler_tick(uv_timer_t *timer)
+/* Puts a message in flight and starts its deliveries. */
+static void scheduler_start(struct scheduler *s, struct sched_msg *sm)
 {
-	struct scheduler *s = timer->data;
-	if (s->shutting_down || s->in_flight_count >= SCHED_MAX_IN_FLIGHT)
+	sm->next = s->in_flight;
+	s->in_flight = sm;
+	s->in_flight_count++;
+	scheduler_dispatch(s, sm);
+}
+
+/* Moves READY messages into flight while there are free slots. */
+static void scheduler_fill(struct scheduler *s)
+{
+	while (!s->shutting_down && s->ready_head != NULL &&
+	       s->in_flight_count < SCHED_MAX_IN_FLIGHT) {
+		struct sched_msg *sm = s->ready_head;
+		s->ready_head = sm->next;
+		if (s->ready_head == NULL)
+			s->ready_tail = NULL;
+		s->ready_count--;
+		sm->next = NULL;
+		scheduler_start(s, sm);
+	}
+}
+
+void scheduler_submit(struct scheduler *s, struct queue_msg *msg)
+{
+	if (s->shutting_down || msg->rcpt_count == 0 || scheduler_known(s, msg->id)) {
+		queue_msg_destroy(&msg);
 		return;
+	}
+	if (s->ready_count >= SCHED_MAX_READY) {
+		/* Committed, so nothing is lost: a scan finds it when there is room. */
+		s->db_backlog = true;
+		queue_msg_destroy(&msg);
+		return;
+	}
+	struct sched_msg *sm = xcalloc(1, sizeof(*sm));
+	sm->s = s;
+	sm->msg = *msg;
+	free(msg);
+	scheduler_know(s, sm);
+	if (s->ready_tail != NULL)
+		s->ready_tail->next = sm;
+	else
+		s->ready_head = sm;
+	s->ready_tail = sm;
+	s->ready_count++;
+	scheduler_fill(s);
+}
+
+/* Looks in queue.sqlite for due messages not yet known, while slots are free. */
+static void scheduler_scan(struct scheduler *s)
+{
 	int64_t now = queue_now_ms();
 	char **ids = NULL;
-	size_t count = queue_due_messages(s->m->reader, now, SCHED_MAX_IN_FLIGHT * 2, &ids);
-	for (size_t i = 0; i < count && s->in_flight_count < SCHED_MAX_IN_FLIGHT; i++) {
-		if (scheduler_in_flight(s, ids[i]))
+	size_t limit = SCHED_MAX_IN_FLIGHT * 2;
+	size_t count = queue_due_messages(s->m->reader, now, limit, &ids);
+	/* Every known message may be among them: a full answer leaves more behind. */
+	s->db_backlog = count == limit;
+	for (size_t i = 0; i < count; i++) {
+		if (s->in_flight_count >= SCHED_MAX_IN_FLIGHT) {
+			s->db_backlog = true;
+			break;
+		}
+		if (scheduler_known(s, ids[i]))
 			continue;
 		struct sched_msg *sm = xcalloc(1, sizeof(*sm));
 		sm->s = s;
@@ -407,14 +466,24 @@ static void scheduler_tick(uv_timer_t *timer)
 			sched_msg_free(sm);
 			continue;
 		}
-		sm->next = s->in_flight;
-		s->in_flight = sm;
-		s->in_flight_count++;
-		scheduler_dispatch(s, sm);
+		scheduler_know(s, sm);
+		scheduler_start(s, sm);
 	}
 	for (size_t i = 0; i < count; i++)
 		free(ids[i]);
 	free(ids);
+}
+
+static void scheduler_tick(uv_timer_t *timer)
+{
+	struct scheduler *s = timer->data;
+	if (s->shutting_down)
+		return;
+	scheduler_fill(s);
+	/* Scan only with room to spare and nothing waiting in memory: under load
+	 * the ready list keeps every slot busy without touching the database. */
+	if (s->ready_count == 0 && s->in_flight_count < SCHED_MAX_IN_FLIGHT)
+		scheduler_scan(s);
 }
 
 void scheduler_shutdown(struct scheduler *s)
@@ -433,6 +502,11 @@ void scheduler_free(struct scheduler **s)
 	while ((*s)->in_flight != NULL) {
 		struct sched_msg *sm = (*s)->in_flight;
 		(*s)->in_flight = sm->next;
+		sched_msg_free(sm);
+	}
+	while ((*s)->ready_head != NULL) {
+		struct sched_msg *sm = (*s)->ready_head;
+		(*s)->ready_head = sm->next;
 		sched_msg_free(sm);
 	}
 	lmtp_pool_free(&(*s)->lmtp);

@@ -146,10 +146,10 @@ int policy_check_rcpt(struct smtp_session *s, const char *address, char ***targe
 		      char **reply_r)
 {
 	char *domain = policy_domain_of(address);
-	bool local = userdb_domain_is_local(s->m->users, domain);
+	bool local = user_cache_domain_is_local(s->m, domain);
 	free(domain);
 	if (local) {
-		char **targets = userdb_resolve(s->m->users, address);
+		char **targets = user_cache_resolve(s->m, address);
 		if (targets == NULL || targets[0] == NULL) {
 			userdb_strv_free(targets);
 			*reply_r = xasprintf("550 5.1.1 <%s>: Recipient address rejected: "

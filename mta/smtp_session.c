@@ -483,12 +483,12 @@ net_server *smtp_server_new(struct mta *m)
 static void smtp_commit_done(struct queue_job *job, void *arg)
 {
 	struct smtp_session *s = arg;
+	struct mta *m = s->m; /* s may be freed by smtp_async_end */
 	struct queue_msg *msg = job->new_msg;
 	if (job->status == 0) {
 		char rcpts[32];
 		snprintf(rcpts, sizeof(rcpts), "%zu", msg->rcpt_count);
 		log_event(msg->id, "queued", "rcpts", rcpts, NULL);
-		scheduler_kick(s->m->sched);
 	} else {
 		log_kv(LOG_ERROR, s->id, "queue commit failed", "id", msg->id, "error", job->err,
 		       NULL);
@@ -500,6 +500,11 @@ static void smtp_commit_done(struct queue_job *job, void *arg)
 			smtp_reply(s, "250 2.0.0 Ok: queued as %s", msg->id);
 		else
 			smtp_reply(s, "451 4.3.0 Error: queue file write error, try again later");
+	}
+	if (job->status == 0) {
+		/* Straight to delivery, body and all (after the reply is on its way). */
+		job->new_msg = NULL;
+		scheduler_submit(m->sched, msg);
 	}
 	queue_job_free(&job);
 }
