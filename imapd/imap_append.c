@@ -24,6 +24,8 @@ struct imap_append_ctx {
 	store_appender *appender;
 	char *folder;
 	char *lifecycle_id;
+	bool has_zone;        /* the client gave a date-time: INTERNALDATE keeps its zone */
+	int zone;
 	uint64_t size;
 	uint64_t received;
 	bool complete;
@@ -49,8 +51,9 @@ void imap_append_abort(struct imap_session *s)
 	append_free(&s->append);
 }
 
-/* Parses an IMAP date-time "dd-Mon-yyyy hh:mm:ss +zzzz" (RFC 3501 9). */
-static int append_parse_date(const char *text, int64_t *time_r)
+/* Parses an IMAP date-time "dd-Mon-yyyy hh:mm:ss +zzzz" (RFC 3501 9) into
+ * the instant and its zone (minutes east of UTC). */
+static int append_parse_date(const char *text, int64_t *time_r, int *tz_r)
 {
 	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
 	char mon[4];
@@ -64,7 +67,10 @@ static int append_parse_date(const char *text, int64_t *time_r)
 	const char *m = strcasestr(months, mon);
 	if (m == NULL || (m - months) % 3 != 0 || day < 1 || day > 31 || year < 1900 ||
 	    year > 9999 || hh > 23 || mm > 59 || ss > 60 || (sign != '+' && sign != '-') ||
-	    zone > 2359 || hh < 0 || mm < 0 || ss < 0 || zone < 0)
+	    zone > 2359 || zone % 100 > 59 || hh < 0 || mm < 0 || ss < 0 || zone < 0)
+		return -1;
+	/* The zone is exactly four digits (date-time is fixed width: 26 characters). */
+	if (strlen(text) != 26 || strspn(text + 22, "0123456789") != 4)
 		return -1;
 	int month = (int)(m - months) / 3;
 	/* Days from 1970-01-01 to the date (proleptic Gregorian). */
@@ -79,6 +85,7 @@ static int append_parse_date(const char *text, int64_t *time_r)
 	if (sign == '-')
 		offset = -offset;
 	*time_r = days * 86400 + hh * 3600 + mm * 60 + ss - (int64_t)offset * 60;
+	*tz_r = offset;
 	return 0;
 }
 
@@ -108,12 +115,17 @@ int imap_append_literal(struct imap_session *s, uint64_t size, bool sync)
 	const struct imap_arg *args = imap_parser_args(s->parser, &count);
 	const char *tag = imap_parser_tag(s->parser);
 	if (tag == NULL || count < 3 || !imap_arg_atom_is(&args[1], "APPEND") ||
-	    imap_parser_depth(s->parser) != 0 || s->state == IMAP_STATE_NOT_AUTHENTICATED)
+	    imap_parser_depth(s->parser) != 0)
 		return 0;
+	/* Refused before the client sends the message it announced. */
+	if (s->state == IMAP_STATE_NOT_AUTHENTICATED)
+		return append_refuse(s, tag, sync, size, "BAD", "Authenticate first");
 	const struct imap_arg *mailbox = &args[2];
 	uint32_t flags = 0;
 	char *keywords = NULL;
 	int64_t date = 0;
+	int zone = 0;
+	bool has_zone = false;
 	size_t i = 3;
 	if (i < count && args[i].type == IMAP_ARG_LIST) {
 		if (imap_parse_flags(&args[i], &flags, &keywords) < 0)
@@ -122,10 +134,12 @@ int imap_append_literal(struct imap_session *s, uint64_t size, bool sync)
 	}
 	if (i < count) {
 		const char *d = imap_arg_string(&args[i]);
-		if (args[i].type != IMAP_ARG_QUOTED || d == NULL || append_parse_date(d, &date) < 0) {
+		if (args[i].type != IMAP_ARG_QUOTED || d == NULL ||
+		    append_parse_date(d, &date, &zone) < 0) {
 			free(keywords);
 			return append_refuse(s, tag, sync, size, "BAD", "Invalid date-time");
 		}
+		has_zone = true;
 		i++;
 	}
 	if (i != count) {
@@ -159,6 +173,8 @@ int imap_append_literal(struct imap_session *s, uint64_t size, bool sync)
 	struct imap_append_ctx *a = xcalloc(1, sizeof(*a));
 	a->folder = folder;
 	a->size = size;
+	a->has_zone = has_zone;
+	a->zone = zone;
 	a->lifecycle_id = lifecycle_id_new();
 	int ret = store_append_start(s->ms->st, folder, size, flags, keywords, date,
 				     a->lifecycle_id, &a->appender);
@@ -210,6 +226,10 @@ void imap_cmd_append(struct imap_session *s, struct imap_cmd *cmd)
 		imap_cmd_store_error(s, cmd, ret, "Cannot append");
 		return;
 	}
+	/* The store keeps the instant; the zone the client gave is set beside it
+	 * (best effort: a failure only changes how INTERNALDATE is shown). */
+	if (a->has_zone)
+		(void)store_query_set_internal_tz(s->ms->query, a->folder, uid, a->zone);
 	log_event(a->lifecycle_id, "appended", "user", s->user, "proto", "imap", "folder",
 		  a->folder, NULL);
 	append_free(&s->append);

@@ -74,17 +74,6 @@ static void list_append_name(buf_t *out, const char *utf8)
 	free(wire);
 }
 
-/* Whether any folder in the list lies below name. */
-static bool list_has_children(const struct store_folder *folders, size_t count, const char *name)
-{
-	size_t len = strlen(name);
-	for (size_t i = 0; i < count; i++) {
-		if (strncmp(folders[i].name, name, len) == 0 && folders[i].name[len] == '/')
-			return true;
-	}
-	return false;
-}
-
 /* Whether a name is among the subscriptions. */
 static bool list_is_subscribed(char **subs, const char *name)
 {
@@ -93,6 +82,13 @@ static bool list_is_subscribed(char **subs, const char *name)
 			return true;
 	}
 	return false;
+}
+
+/* Whether child lies below parent in the hierarchy. */
+static bool list_is_below(const char *child, const char *parent)
+{
+	size_t len = strlen(parent);
+	return strncmp(child, parent, len) == 0 && child[len] == '/';
 }
 
 /* Joins reference and pattern (RFC 3501 6.3.8) into one UTF-8 pattern. */
@@ -122,7 +118,62 @@ struct list_opts {
 	bool lsub;
 };
 
-/* Writes the LIST/LSUB lines for every folder matching one of the patterns. */
+/* One name LIST or LSUB may talk about: a folder, a subscription (which
+ * may name no folder), or a superior level of a subscription. */
+struct list_name {
+	char *name;
+	const struct store_folder *folder; /* NULL: no such folder */
+	bool subscribed;
+	bool meets;                        /* meets the selection criteria */
+};
+
+/* INBOX first, then by name: the order of store_folder_list. */
+static int list_name_cmp(const void *a, const void *b)
+{
+	const struct list_name *x = a, *y = b;
+	bool xi = strcmp(x->name, "INBOX") == 0, yi = strcmp(y->name, "INBOX") == 0;
+	if (xi != yi)
+		return xi ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+/* Adds a name unless it is there already. */
+static void list_names_add(struct list_name **names, size_t *count, size_t *cap, const char *name,
+			   const struct store_folder *folder)
+{
+	for (size_t i = 0; i < *count; i++) {
+		if (strcmp((*names)[i].name, name) == 0)
+			return;
+	}
+	if (*count == *cap) {
+		*cap = *cap == 0 ? 16 : *cap * 2;
+		*names = xrealloc(*names, *cap * sizeof(**names));
+	}
+	(*names)[(*count)++] = (struct list_name){.name = xstrdup(name), .folder = folder};
+}
+
+/* Whether a name matches one of the patterns. */
+static bool list_match_any(char **patterns, size_t npatterns, const char *name)
+{
+	for (size_t p = 0; p < npatterns; p++) {
+		if (list_match(patterns[p], name))
+			return true;
+	}
+	return false;
+}
+
+/* Writes the LIST/LSUB lines for the names matching one of the patterns.
+ * Which names answer (RFC 3501 6.3.8, 6.3.9; RFC 5258 3 and its table of
+ * "exists / meets the criteria / has a child that does" as RFC 9051 6.3.9
+ * repeats it):
+ *   LIST            every folder;
+ *   LIST (SUBSCRIBED) every subscription, \NonExistent when no folder has
+ *                   its name; with SPECIAL-USE only folders with a role;
+ *   RECURSIVEMATCH  also a name that does not meet the criteria but has a
+ *                   descendant that does, with ("CHILDINFO" ("SUBSCRIBED"));
+ *   LSUB            every subscription, and a superior level of one whose
+ *                   subscribed descendant the pattern does not reach ("%"),
+ *                   flagged \Noselect. */
 static void list_write(struct imap_session *s, char **patterns, size_t npatterns,
 		       const struct list_opts *o)
 {
@@ -131,65 +182,108 @@ static void list_write(struct imap_session *s, char **patterns, size_t npatterns
 	if (store_folder_list(s->ms->st, &folders, &count) < 0)
 		count = 0;
 	char **subs = store_subscriptions(s->ms->st);
+	struct list_name *names = NULL;
+	size_t nnames = 0, cap = 0;
+	for (size_t i = 0; i < count; i++)
+		list_names_add(&names, &nnames, &cap, folders[i].name, &folders[i]);
+	bool by_subscription = o->lsub || o->sel_subscribed;
+	for (size_t i = 0; by_subscription && subs != NULL && subs[i] != NULL; i++) {
+		list_names_add(&names, &nnames, &cap, subs[i], NULL);
+		/* Superior levels, for LSUB's \Noselect and RECURSIVEMATCH. */
+		char *up = xstrdup(subs[i]);
+		for (char *slash = strrchr(up, '/'); slash != NULL; slash = strrchr(up, '/')) {
+			*slash = '\0';
+			list_names_add(&names, &nnames, &cap, up, NULL);
+		}
+		free(up);
+	}
+	/* Names added as subscriptions may be folders too: link them. */
+	for (size_t i = 0; i < nnames; i++) {
+		struct list_name *n = &names[i];
+		for (size_t j = 0; n->folder == NULL && j < count; j++) {
+			if (strcmp(folders[j].name, n->name) == 0)
+				n->folder = &folders[j];
+		}
+		n->subscribed = list_is_subscribed(subs, n->name);
+		/* A role that LIST shows (INBOX has none: RFC 6154 2). */
+		bool role = n->folder != NULL &&
+			    store_special_use_name(n->folder->special_use) != NULL;
+		if (by_subscription)
+			n->meets = n->subscribed && (!o->sel_special_use || role);
+		else if (o->sel_special_use)
+			n->meets = role;
+		else
+			n->meets = n->folder != NULL;
+	}
+	qsort(names, nnames, sizeof(*names), list_name_cmp);
+	/* CHILDINFO names the criteria a descendant meets: only SUBSCRIBED has one. */
+	bool recursive = !o->lsub && o->sel_recursive && o->sel_subscribed;
 	buf_t b = BUF_INIT;
-	for (size_t i = 0; i < count; i++) {
-		const struct store_folder *f = &folders[i];
-		bool matched = false;
-		for (size_t p = 0; p < npatterns && !matched; p++)
-			matched = list_match(patterns[p], f->name);
-		if (!matched)
+	for (size_t i = 0; i < nnames; i++) {
+		const struct list_name *n = &names[i];
+		if (!list_match_any(patterns, npatterns, n->name))
 			continue;
-		bool subscribed = list_is_subscribed(subs, f->name);
-		if ((o->lsub || o->sel_subscribed) && !subscribed)
-			continue;
-		if (o->sel_special_use && f->special_use == STORE_SPECIAL_NONE)
-			continue;
+		bool child_meets = false, child_unreached = false;
+		for (size_t j = 0; j < nnames; j++) {
+			if (!names[j].meets || !list_is_below(names[j].name, n->name))
+				continue;
+			child_meets = true;
+			if (!list_match_any(patterns, npatterns, names[j].name))
+				child_unreached = true;
+		}
+		bool childinfo = false, lsub_noselect = false;
+		if (!n->meets) {
+			if (o->lsub && child_unreached)
+				lsub_noselect = true;
+			else if (recursive && child_meets)
+				childinfo = true;
+			else
+				continue;
+		} else if (recursive && child_meets) {
+			childinfo = true;
+		}
+		const struct store_folder *f = n->folder;
 		buf_reset(&b);
 		buf_printf(&b, "* %s (", o->lsub ? "LSUB" : "LIST");
 		size_t start = b.len;
-		if (f->noselect)
-			buf_append_str(&b, "\\Noselect ");
-		if (!o->lsub)
-			buf_append_str(&b, list_has_children(folders, count, f->name) ? "\\HasChildren "
-										: "\\HasNoChildren ");
-		if (!o->lsub && (o->ret_subscribed || o->sel_subscribed) && subscribed)
+		if (o->lsub) {
+			if (lsub_noselect || (f != NULL && f->noselect))
+				buf_append_str(&b, "\\Noselect ");
+		} else if (f == NULL) {
+			buf_append_str(&b, "\\NonExistent ");
+		} else {
+			if (f->noselect)
+				buf_append_str(&b, "\\Noselect ");
+			bool children = false;
+			for (size_t j = 0; j < count && !children; j++)
+				children = list_is_below(folders[j].name, f->name);
+			buf_append_str(&b, children ? "\\HasChildren " : "\\HasNoChildren ");
+		}
+		if (!o->lsub && (o->ret_subscribed || o->sel_subscribed) && n->subscribed)
 			buf_append_str(&b, "\\Subscribed ");
-		const char *use = store_special_use_name(f->special_use);
+		const char *use = f != NULL ? store_special_use_name(f->special_use) : NULL;
 		if (use != NULL && !o->lsub)
 			buf_printf(&b, "%s ", use);
 		if (b.len > start)
 			b.len--; /* the last space */
 		b.data[b.len] = '\0';
 		buf_append_str(&b, ") \"/\" ");
-		list_append_name(&b, f->name);
+		list_append_name(&b, n->name);
+		if (childinfo)
+			buf_append_str(&b, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
 		buf_append_str(&b, "\r\n");
 		conn_write(s->c, b.data, b.len);
-		if (o->status_items != NULL && !f->noselect) {
+		if (o->status_items != NULL && f != NULL && !f->noselect) {
 			char *err = NULL;
 			if (imap_status_write(s, f->name, o->status_items->children,
 					      o->status_items->count, &err) < 0)
 				free(err);
 		}
 	}
-	/* Subscriptions of folders that do not exist are still listed by LSUB. */
-	if (o->lsub) {
-		for (size_t i = 0; subs != NULL && subs[i] != NULL; i++) {
-			bool exists = false;
-			for (size_t j = 0; j < count && !exists; j++)
-				exists = strcmp(folders[j].name, subs[i]) == 0;
-			bool matched = false;
-			for (size_t p = 0; p < npatterns && !matched; p++)
-				matched = list_match(patterns[p], subs[i]);
-			if (exists || !matched)
-				continue;
-			buf_reset(&b);
-			buf_append_str(&b, "* LSUB () \"/\" ");
-			list_append_name(&b, subs[i]);
-			buf_append_str(&b, "\r\n");
-			conn_write(s->c, b.data, b.len);
-		}
-	}
 	buf_free(&b);
+	for (size_t i = 0; i < nnames; i++)
+		free(names[i].name);
+	free(names);
 	store_strv_free(subs);
 	store_folder_list_free(folders, count);
 }

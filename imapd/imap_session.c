@@ -24,7 +24,8 @@
 #include "imap_utf7.h"
 #include "log.h"
 
-/* Bad commands in a row before the server gives up on a client. */
+/* Bad commands in a row before the server gives up on a client (a client
+ * that speaks another protocol, or a fuzzer, is not served forever). */
 #define IMAP_MAX_BAD_COMMANDS 20
 
 static const char *const imap_state_names[] = {
@@ -121,6 +122,23 @@ static void session_ready(struct imap_session *s)
 		conn_resume(s->c);
 }
 
+/* Counts a reply: BAD ones in a row, reset by any other. At the limit the
+ * session says BYE and ends; returns true then. */
+static bool session_count_reply(struct imap_session *s, const char *status)
+{
+	if (strcmp(status, "BAD") != 0) {
+		s->bad_commands = 0;
+		return false;
+	}
+	if (++s->bad_commands < IMAP_MAX_BAD_COMMANDS)
+		return false;
+	log_info(s->id, "imap: %u invalid commands in a row, disconnecting", s->bad_commands);
+	imap_send(s, "* BYE Too many invalid commands");
+	imap_session_enter(s, IMAP_STATE_LOGOUT);
+	conn_close(s->c);
+	return true;
+}
+
 void imap_cmd_finish(struct imap_session *s, struct imap_cmd *cmd, const char *status,
 		     const char *fmt, ...)
 {
@@ -142,6 +160,8 @@ void imap_cmd_finish(struct imap_session *s, struct imap_cmd *cmd, const char *s
 		conn_close(s->c);
 		return;
 	}
+	if (session_count_reply(s, status))
+		return;
 	session_ready(s);
 }
 
@@ -426,14 +446,16 @@ static const struct imap_command_def *command_find(const char *name)
 	return NULL;
 }
 
-/* Replies to a command that could not run and counts it. */
-static void session_bad(struct imap_session *s, const char *tag, const char *status,
+/* Replies to a command that could not run and counts it; true when the
+ * session ended (too many in a row). */
+static bool session_bad(struct imap_session *s, const char *tag, const char *status,
 			const char *text)
 {
 	imap_send(s, "%s %s %s", tag != NULL ? tag : "*", status, text);
 	imap_parser_reset(s->parser);
 	session_cmd_clear(s);
 	s->input = IMAP_INPUT_COMMAND;
+	return session_count_reply(s, status);
 }
 
 /* Runs a completely parsed command. */
@@ -474,6 +496,7 @@ static void session_dispatch(struct imap_session *s)
 	if (!(def->states & IMAP_STATE_BIT(s->state))) {
 		session_bad(s, tag, "BAD",
 			    s->state == IMAP_STATE_NOT_AUTHENTICATED ? "Authenticate first"
+			    : def->states == NOT_AUTH		     ? "Already authenticated"
 			    : s->state == IMAP_STATE_SELECTED ? "Command not valid in the selected state"
 							      : "No mailbox selected");
 		return;
@@ -518,10 +541,10 @@ static void session_parse_error(struct imap_session *s, const char *line, size_t
 		text = xstrdup("[TOOBIG] Literal too large");
 	else
 		text = xasprintf("Error in IMAP command: %s", imap_parser_error(s->parser));
-	session_bad(s, tag_copy, "BAD", text);
+	bool closed = session_bad(s, tag_copy, "BAD", text);
 	free(text);
 	free(tag_copy);
-	if (literal_plus) {
+	if (literal_plus && !closed) {
 		if (skip > s->server->max_literal) {
 			imap_send(s, "* BYE Literal too large");
 			conn_close(s->c);
@@ -614,7 +637,7 @@ static void session_on_open(conn *c)
 static void session_on_line(conn *c, char *line, size_t len, bool crlf)
 {
 	struct imap_session *s = conn_data(c);
-	if (s == NULL || s->state == IMAP_STATE_LOGOUT)
+	if (s == NULL || s->state == IMAP_STATE_LOGOUT || conn_is_closing(c))
 		return;
 	switch (s->input) {
 	case IMAP_INPUT_COMMAND:

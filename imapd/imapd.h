@@ -111,6 +111,7 @@ struct imap_session {
 	enum imap_input input;
 	imap_parser *parser;
 	unsigned auth_failures;
+	unsigned bad_commands;      /* BAD replies in a row */
 	char *user;
 	struct imap_mailstore *ms;
 	struct imap_view *view;

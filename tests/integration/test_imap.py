@@ -227,7 +227,7 @@ def test_append_select_fetch_search(imap_stack):
     assert data == [b"2"]
     assert m.untagged_responses.get("UIDNEXT") == [b"3"]
     typ, data = m.fetch("1", "(UID FLAGS INTERNALDATE RFC822.SIZE)")
-    assert data == [b'1 (UID 1 FLAGS (\\Seen \\Recent) INTERNALDATE "01-Jul-2003 08:52:37 +0000"'
+    assert data == [b'1 (UID 1 FLAGS (\\Seen \\Recent) INTERNALDATE "01-Jul-2003 10:52:37 +0200"'
                     b' RFC822.SIZE %d)' % len(MSG1)]
     typ, data = m.fetch("1", "ENVELOPE")
     assert data == [b'1 (ENVELOPE ("Tue, 1 Jul 2003 10:52:37 +0200" "hello there" '
