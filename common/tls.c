@@ -519,10 +519,18 @@ const char *tls_session_error(const tls_session *s)
 	return s->error;
 }
 
-/* SHA-256 fingerprint of the peer certificate, "AB:CD:...". */
+/* SHA-256 fingerprint of the peer certificate, "AB:CD:...". When a client's
+ * verification failed, OpenSSL never installs the peer certificate, but the
+ * chain the server sent is kept: its first entry is the server's own
+ * certificate, so the fingerprint can still be shown to the user. */
 char *tls_session_peer_fingerprint(const tls_session *s)
 {
 	X509 *peer = SSL_get0_peer_certificate(s->ssl);
+	if (peer == NULL && !s->server) {
+		STACK_OF(X509) *chain = SSL_get_peer_cert_chain(s->ssl);
+		if (chain != NULL && sk_X509_num(chain) > 0)
+			peer = sk_X509_value(chain, 0);
+	}
 	if (peer == NULL)
 		return NULL;
 	unsigned char md[EVP_MAX_MD_SIZE];

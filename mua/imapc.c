@@ -617,11 +617,7 @@ static void imapc_on_close(conn *c)
 	char *msg;
 	char *where = xasprintf("%s:%d", cl->account->read_host, cl->account->read_port);
 	if (cl->state == IMAPC_TLS || (cl->state == IMAPC_STARTTLS && !conn_is_tls(c))) {
-		char *fp = conn_tls_peer_fingerprint(c);
-		msg = xasprintf("TLS with %s failed: %s%s%s", where,
-				conn_tls_error(c) != NULL ? conn_tls_error(c) : "handshake error",
-				fp != NULL ? "; certificate SHA-256 " : "", fp != NULL ? fp : "");
-		free(fp);
+		msg = mua_tls_failure_message(cl->account->read_host, cl->account->read_port, c);
 		cl->no_retry = true;
 	} else if (cl->state == IMAPC_LOGOUT) {
 		msg = xstrdup("logged out");
@@ -912,6 +908,29 @@ void imapc_logout(imapc *cl)
 		if (cl->queue_tail == NULL)
 			cl->queue_tail = cmd;
 	}
+}
+
+/* The status-line text for a failed TLS handshake. A certificate that does
+ * not verify is named by its SHA-256 fingerprint, so the user can compare it
+ * with the server's (`openssl x509 -fingerprint -sha256`) before trusting it. */
+char *mua_tls_failure_message(const char *host, int port, const conn *c)
+{
+	const char *err = conn_tls_error(c);
+	if (err == NULL || err[0] == '\0')
+		err = "handshake error";
+	char *fp = conn_tls_peer_fingerprint(c);
+	char *msg;
+	if (fp != NULL && strstr(err, "verify") != NULL)
+		msg = xasprintf("TLS with %s:%d failed: %s; certificate SHA-256 %s; to trust it set "
+				"tls_ca_file = its CA file, or tls_verify = no for a lab", host, port,
+				err, fp);
+	else if (fp != NULL)
+		msg = xasprintf("TLS with %s:%d failed: %s; certificate SHA-256 %s", host, port, err,
+				fp);
+	else
+		msg = xasprintf("TLS with %s:%d failed: %s", host, port, err);
+	free(fp);
+	return msg;
 }
 
 /* A quoted string (CR/LF dropped, quotes and backslashes escaped). */

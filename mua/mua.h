@@ -65,6 +65,10 @@ void mua_accounts_free(struct mua_accounts *accounts);
 /* Fills a->password from password_command, or by prompting on the terminal
  * without echo when interactive: 0 or -1 and *err_r. */
 int mua_account_password(struct mua_account *a, bool interactive, char **err_r);
+/* Why a TLS handshake with host:port failed, for the status line: the error,
+ * the certificate's SHA-256 fingerprint and how to trust it (caller frees). */
+struct conn;
+char *mua_tls_failure_message(const char *host, int port, const struct conn *c);
 /* "Name <addr>" for From. */
 char *mua_account_from(const struct mua_account *a);
 /* The ~/.config/mailstack/mua.conf path (caller frees). */
@@ -142,6 +146,28 @@ size_t imapc_pending(const imapc *cl);
 void imapc_logout(imapc *cl);
 /* A quoted IMAP string (caller frees). */
 char *imapc_quote(const char *s);
+
+/* ---- POP3 client (pop3c.c) ---- */
+
+/* The POP3 client reports the same connection states as the IMAP client
+ * (READY = the TRANSACTION state, LOGOUT = QUIT sent) through on_state. */
+typedef struct pop3c pop3c;
+/* A reply: ok = "+OK"; status is the status line; data/len the multi-line
+ * part (dot-unstuffed, CRLF line ends) or NULL. */
+typedef void pop3c_done_cb(void *arg, bool ok, const char *status, const char *data,
+			   size_t len);
+pop3c *pop3c_new(uv_loop_t *loop, struct mua_account *account, const struct imapc_events *ev,
+		 void *arg);
+void pop3c_free(pop3c **cl);
+void pop3c_connect(pop3c *cl);
+void pop3c_set_reconnect(pop3c *cl, bool on);
+enum imapc_state pop3c_get_state(const pop3c *cl);
+bool pop3c_has_top(const pop3c *cl);
+/* Queues a command (no CRLF); fails at once with "-ERR not connected" unless READY. */
+void pop3c_command(pop3c *cl, const char *text, bool multiline, pop3c_done_cb *done, void *arg);
+size_t pop3c_pending(const pop3c *cl);
+/* QUIT after the queued commands: deletions take effect, then the connection closes. */
+void pop3c_quit(pop3c *cl);
 
 /* ---- SMTP submission (smtpc.c) ---- */
 

@@ -375,12 +375,7 @@ static void smtpc_on_close(conn *c)
 	conn_set_data(c, NULL);
 	char *msg;
 	if ((j->state == SMTPC_TLS || j->state == SMTPC_STARTTLS) && !j->tls_done) {
-		char *fp = conn_tls_peer_fingerprint(c);
-		msg = xasprintf("TLS with %s:%d failed: %s%s%s", j->account->send_host,
-				j->account->send_port,
-				conn_tls_error(c) != NULL ? conn_tls_error(c) : "handshake error",
-				fp != NULL ? "; certificate SHA-256 " : "", fp != NULL ? fp : "");
-		free(fp);
+		msg = mua_tls_failure_message(j->account->send_host, j->account->send_port, c);
 	} else {
 		msg = xasprintf("connection to SMTP server lost (%s)", smtpc_state_names[j->state]);
 	}

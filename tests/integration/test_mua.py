@@ -7,10 +7,12 @@ tests drive a private tmux server (80x24) with send-keys and read it with
 capture-pane, polling with a bounded loop until the expected text appears.
 """
 import email
+import hashlib
 import email.policy
 import imaplib
 import os
 import shutil
+import ssl
 import subprocess
 import time
 import uuid
@@ -78,6 +80,14 @@ def fetch_raw(stack, user, folder, seq):
     m.logout()
     assert typ == "OK"
     return data[0][1]
+
+
+def cert_fingerprint(stack):
+    """The SHA-256 fingerprint of the stack's certificate, as "AB:CD:..."."""
+    with open(stack.path("tls/cert.pem")) as f:
+        der = ssl.PEM_cert_to_DER_cert(f.read())
+    digest = hashlib.sha256(der).hexdigest().upper()
+    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
 
 
 # ---- scripting mode ----
@@ -175,6 +185,9 @@ def test_wrong_password_and_untrusted_certificate(mail):
     assert r.returncode == EX_UNAVAILABLE
     assert r.stderr.startswith(b"mua: TLS with localhost:")
     assert b"certificate verify failed: self-signed certificate" in r.stderr
+    # The message names the certificate by its SHA-256 fingerprint and says how to trust it.
+    assert f"certificate SHA-256 {cert_fingerprint(mail)};".encode() in r.stderr
+    assert b"tls_ca_file" in r.stderr and b"tls_verify = no" in r.stderr
     with open(conf, "a") as f:
         f.write("tls_verify = no\n")
     r = subprocess.run([os.path.join(mail.bin, "mua"), "--config", conf, "list"],
