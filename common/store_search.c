@@ -22,6 +22,7 @@
 
 enum query_sql {
 	QSQL_MSGS,
+	QSQL_MSGS_FLAGGED,
 	QSQL_FIRST_UNSEEN,
 	QSQL_FOLDER_EXISTS,
 	QSQL_SET_TZ,
@@ -36,6 +37,11 @@ static const char *const query_sql[QSQL_COUNT] = {
 		      "m.size, m.modseq, m.lifecycle_id, m.uid >= f.first_recent_uid "
 		      "FROM folders f JOIN messages m ON m.folder_id = f.id "
 		      "WHERE f.name = ?1 AND m.uid BETWEEN ?2 AND ?3 ORDER BY m.uid",
+	[QSQL_MSGS_FLAGGED] = "SELECT m.id, m.uid, m.flags, m.keywords, m.internal_date, "
+			      "m.internal_tz, m.size, m.modseq, m.lifecycle_id, "
+			      "m.uid >= f.first_recent_uid "
+			      "FROM folders f JOIN messages m ON m.folder_id = f.id "
+			      "WHERE f.name = ?1 AND (m.flags & ?2) = ?2 ORDER BY m.uid",
 	[QSQL_FIRST_UNSEEN] = "SELECT m.uid FROM folders f JOIN messages m ON m.folder_id = f.id "
 			      "WHERE f.name = ?1 AND (m.flags & 1) = 0 ORDER BY m.uid LIMIT 1",
 	[QSQL_FOLDER_EXISTS] = "SELECT 1 FROM folders WHERE name = ?1 AND noselect = 0",
@@ -154,15 +160,10 @@ static int query_folder_check(store_query *q, const char *folder)
 	return query_fail_sql(q, rc, "cannot read the folder");
 }
 
-int store_query_msgs(store_query *q, const char *folder, uint32_t first, uint32_t last,
-		     struct store_msg **list_r, size_t *count_r)
+/* Runs a bound statement of message rows into a new list. */
+static int query_msgs_run(store_query *q, sqlite3_stmt *stmt, const char *folder,
+			  struct store_msg **list_r, size_t *count_r)
 {
-	*list_r = NULL;
-	*count_r = 0;
-	sqlite3_stmt *stmt = q->stmts[QSQL_MSGS];
-	sqlite3_bind_text(stmt, 1, folder, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(stmt, 2, first);
-	sqlite3_bind_int64(stmt, 3, last);
 	size_t cap = 16, count = 0;
 	struct store_msg *list = xmalloc(cap * sizeof(*list));
 	int rc;
@@ -195,6 +196,29 @@ int store_query_msgs(store_query *q, const char *folder, uint32_t first, uint32_
 	*list_r = list;
 	*count_r = count;
 	return 0;
+}
+
+int store_query_msgs(store_query *q, const char *folder, uint32_t first, uint32_t last,
+		     struct store_msg **list_r, size_t *count_r)
+{
+	*list_r = NULL;
+	*count_r = 0;
+	sqlite3_stmt *stmt = q->stmts[QSQL_MSGS];
+	sqlite3_bind_text(stmt, 1, folder, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 2, first);
+	sqlite3_bind_int64(stmt, 3, last);
+	return query_msgs_run(q, stmt, folder, list_r, count_r);
+}
+
+int store_query_msgs_flagged(store_query *q, const char *folder, uint32_t flags,
+			     struct store_msg **list_r, size_t *count_r)
+{
+	*list_r = NULL;
+	*count_r = 0;
+	sqlite3_stmt *stmt = q->stmts[QSQL_MSGS_FLAGGED];
+	sqlite3_bind_text(stmt, 1, folder, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 2, flags);
+	return query_msgs_run(q, stmt, folder, list_r, count_r);
 }
 
 int store_query_first_unseen(store_query *q, const char *folder, uint32_t *uid_r)

@@ -35,6 +35,11 @@ const char *store_query_last_error(const store_query *q);
 int store_query_msgs(store_query *q, const char *folder, uint32_t first, uint32_t last,
 		     struct store_msg **list_r, size_t *count_r);
 
+/* Messages of a folder that have every flag in flags (enum store_flag bits),
+ * in UID order: the \Deleted ones for EXPUNGE, without listing the rest. */
+int store_query_msgs_flagged(store_query *q, const char *folder, uint32_t flags,
+			     struct store_msg **list_r, size_t *count_r);
+
 /* The lowest UID of a message without \Seen, or 0 when all are seen. */
 int store_query_first_unseen(store_query *q, const char *folder, uint32_t *uid_r);
 

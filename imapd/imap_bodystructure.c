@@ -1,9 +1,10 @@
 /* imap_bodystructure.c: the ENVELOPE, BODY and BODYSTRUCTURE of a message
  * (RFC 3501 7.4.2), built from common/mime.h's part tree and common/header.h.
  *
- * They are computed once per message and kept with store_cache_put, so a
- * client that asks again (or another client) costs one cache read, not a
- * parse. The same parse leaves the message's part map in the cache: for
+ * ENVELOPE comes from the header fields the store parsed at delivery.
+ * BODY and BODYSTRUCTURE are computed once per message and kept with
+ * store_cache_put, so a client that asks again (or another client) costs one
+ * cache read, not a parse. The same parse leaves the message's part map in the cache: for
  * every section number, where the part's MIME header and body lie (and, for
  * message/rfc822, the length of the encapsulated header), so BODY[1.2]
  * reads only those bytes (imap_part_find). Strings are IMAP quoted strings or literals as imap_append_string
@@ -58,15 +59,16 @@ static void bs_address_list(buf_t *out, const char *value)
 	address_list_free(&list);
 }
 
-void imap_envelope_format(buf_t *out, const struct header *h)
+/* The ENVELOPE of RFC 3501 7.4.2 from the raw (unfolded) field values. */
+static void bs_envelope_values(buf_t *out, const char *date, const char *subject,
+			       const char *from, const char *sender, const char *reply_to,
+			       const char *to, const char *cc, const char *bcc,
+			       const char *in_reply_to, const char *message_id)
 {
-	const char *from = header_get(h, "From");
-	const char *sender = header_get(h, "Sender");
-	const char *reply_to = header_get(h, "Reply-To");
 	buf_append_char(out, '(');
-	bs_nstring(out, header_get(h, "Date"));
+	bs_nstring(out, date);
 	buf_append_char(out, ' ');
-	bs_nstring(out, header_get(h, "Subject"));
+	bs_nstring(out, subject);
 	buf_append_char(out, ' ');
 	bs_address_list(out, from);
 	buf_append_char(out, ' ');
@@ -75,16 +77,24 @@ void imap_envelope_format(buf_t *out, const struct header *h)
 	buf_append_char(out, ' ');
 	bs_address_list(out, reply_to != NULL ? reply_to : from);
 	buf_append_char(out, ' ');
-	bs_address_list(out, header_get(h, "To"));
+	bs_address_list(out, to);
 	buf_append_char(out, ' ');
-	bs_address_list(out, header_get(h, "Cc"));
+	bs_address_list(out, cc);
 	buf_append_char(out, ' ');
-	bs_address_list(out, header_get(h, "Bcc"));
+	bs_address_list(out, bcc);
 	buf_append_char(out, ' ');
-	bs_nstring(out, header_get(h, "In-Reply-To"));
+	bs_nstring(out, in_reply_to);
 	buf_append_char(out, ' ');
-	bs_nstring(out, header_get(h, "Message-ID"));
+	bs_nstring(out, message_id);
 	buf_append_char(out, ')');
+}
+
+void imap_envelope_format(buf_t *out, const struct header *h)
+{
+	bs_envelope_values(out, header_get(h, "Date"), header_get(h, "Subject"),
+			   header_get(h, "From"), header_get(h, "Sender"), header_get(h, "Reply-To"),
+			   header_get(h, "To"), header_get(h, "Cc"), header_get(h, "Bcc"),
+			   header_get(h, "In-Reply-To"), header_get(h, "Message-ID"));
 }
 
 /* Whether a parameter value can go on the wire as it is: printable ASCII. */
@@ -387,23 +397,27 @@ int imap_part_find(store *st, const char *folder, uint32_t uid, const char *sect
 
 char *imap_envelope(store *st, const char *folder, uint32_t uid)
 {
-	char *cached = NULL;
-	if (store_cache_get(st, folder, uid, "envelope", &cached) == 0 && cached != NULL)
-		return cached;
+	/* From the fields parsed at delivery: no message read, nothing to cache. */
+	struct store_msg_headers h;
+	buf_t out = BUF_INIT;
+	if (store_msg_headers_get(st, folder, uid, &h) == 0) {
+		bs_envelope_values(&out, h.date, h.subject, h.from, h.sender, h.reply_to, h.to, h.cc,
+				   h.bcc, h.in_reply_to, h.message_id);
+		store_msg_headers_free(&h);
+		return buf_steal(&out);
+	}
 	char *data = NULL;
 	size_t len = 0;
 	if (store_msg_load_header(st, folder, uid, &data, &len) < 0)
 		return NULL;
-	struct header h;
-	buf_t out = BUF_INIT;
-	if (header_parse(data, len, &h) == 0) {
-		imap_envelope_format(&out, &h);
-		header_free(&h);
+	struct header hdr;
+	if (header_parse(data, len, &hdr) == 0) {
+		imap_envelope_format(&out, &hdr);
+		header_free(&hdr);
 	} else {
 		buf_append_str(&out, "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)");
 	}
 	free(data);
-	(void)store_cache_put(st, folder, uid, "envelope", buf_cstr(&out));
 	return buf_steal(&out);
 }
 

@@ -40,7 +40,23 @@ int imap_store_expunge(struct imap_session *s, const uint32_t *only, size_t only
 	struct imap_view *v = s->view;
 	struct store_msg *list = NULL;
 	size_t count = 0;
-	int ret = store_msg_list(s->ms->st, v->folder, &list, &count);
+	/* Only the rows named (UID EXPUNGE) or the \Deleted ones are read, never
+	 * the whole folder. */
+	int ret;
+	if (only != NULL) {
+		size_t *idx = xmalloc((only_count + 1) * sizeof(*idx));
+		size_t n = 0;
+		for (size_t i = 0; i < only_count; i++) {
+			long at = imap_view_find_uid(v, only[i]);
+			if (at >= 0)
+				idx[n++] = (size_t)at;
+		}
+		ret = imap_view_load_msgs(s, idx, n, &list, &count);
+		free(idx);
+	} else {
+		ret = store_query_msgs_flagged(s->ms->query, v->folder, STORE_FLAG_DELETED, &list,
+					       &count);
+	}
 	if (ret < 0)
 		return ret;
 	uint32_t *uids = xmalloc((count + 1) * sizeof(*uids));
