@@ -40,11 +40,16 @@ def login(stack, user=ALICE):
     return r
 
 
-def append(r, data, folder="INBOX", flags="", date=""):
-    """APPEND with a non-synchronising literal; returns the new UID."""
+def append(r, data, folder="INBOX", flags="", date="", untagged=None):
+    """APPEND with a non-synchronising literal; returns the new UID. The
+    untagged lines before the reply go to `untagged` (none are expected
+    unless a list is given)."""
     args = " ".join(a for a in (folder, flags, date) if a)
     r.send(f"a APPEND {args} {{{len(data)}+}}\r\n".encode() + data + b"\r\n")
     line = r.line()
+    while untagged is not None and line.startswith("* "):
+        untagged.append(line)
+        line = r.line()
     assert line.startswith("a OK [APPENDUID ") and line.endswith("] APPEND completed"), line
     return int(line.split()[4].rstrip("]"))
 
@@ -482,3 +487,51 @@ def test_idle_hears_an_lmtp_delivery_at_once(stack_factory):
           f"all {[round(x * 1000, 1) for x in latencies]} ms")
     assert max(latencies) < 0.5
     r.close()
+
+
+def test_three_sessions_on_one_mailbox(imap_stack):
+    a = login(imap_stack)
+    for n in range(1, 4):
+        append(a, message(n))
+    assert a.cmd("SELECT INBOX")[1] == "t OK [READ-WRITE] SELECT completed"  # claims \Recent
+    b = login(imap_stack)
+    c = login(imap_stack)
+    for r in (b, c):
+        lines, tagged = r.cmd("SELECT INBOX")
+        assert "* 3 EXISTS" in lines and "* 0 RECENT" in lines
+    c.send(b"i IDLE\r\n")
+    assert c.line() == "+ idling"
+    # A flag change by A: A answers for itself, C hears it in IDLE, B at NOOP.
+    assert a.cmd("STORE 1 +FLAGS (\\Flagged)") == (
+        ["* 1 FETCH (FLAGS (\\Flagged \\Recent))"], "t OK STORE completed")
+    assert c.line(timeout=5) == "* 1 FETCH (FLAGS (\\Flagged))"
+    assert b.cmd("NOOP") == (["* 1 FETCH (FLAGS (\\Flagged))"], "t OK NOOP completed")
+    # B expunges message 2.
+    assert b.cmd("STORE 2 +FLAGS.SILENT (\\Deleted)") == ([], "t OK STORE completed")
+    assert c.line(timeout=5) == "* 2 FETCH (FLAGS (\\Deleted))"
+    assert b.cmd("EXPUNGE") == (["* 2 EXPUNGE"], "t OK EXPUNGE completed")
+    assert c.line(timeout=5) == "* 2 EXPUNGE"
+    # A: the flag change is news at any command, the EXPUNGE not during FETCH,
+    # and sequence numbers do not move until it comes.
+    # (message 2 is gone from the store: FETCH has nothing for it)
+    assert a.cmd("FETCH 1:* UID") == (["* 1 FETCH (UID 1)", "* 3 FETCH (UID 3)"],
+                                      "t OK FETCH completed")
+    assert a.cmd("NOOP") == (["* 2 EXPUNGE"], "t OK NOOP completed")
+    assert a.cmd("FETCH 1:* UID") == (["* 1 FETCH (UID 1)", "* 2 FETCH (UID 3)"],
+                                      "t OK FETCH completed")
+    # A new message from B: all three learn of it; B, whose command reports
+    # it first, has it \Recent (RFC 3501 2.3.2: one session only).
+    seen_by_b = []
+    append(b, message(4), untagged=seen_by_b)
+    assert seen_by_b == ["* 3 EXISTS", "* 1 RECENT"]
+    assert c.line(timeout=5) == "* 3 EXISTS"
+    assert c.line(timeout=5) == "* 0 RECENT"
+    assert a.cmd("NOOP") == (["* 3 EXISTS", "* 2 RECENT"], "t OK NOOP completed")
+    assert b.cmd("NOOP") == ([], "t OK NOOP completed")
+    assert b.cmd("SEARCH RECENT") == (["* SEARCH 3"], "t OK SEARCH completed")
+    assert a.cmd("SEARCH RECENT") == (["* SEARCH 1 2"], "t OK SEARCH completed")
+    c.send(b"DONE\r\n")
+    assert c.line() == "i OK IDLE terminated"
+    assert c.cmd("SEARCH RECENT") == (["* SEARCH"], "t OK SEARCH completed")
+    for r in (a, b, c):
+        r.close()
