@@ -144,7 +144,7 @@ void conn_resume(conn *c);
 void conn_write(conn *c, const void *data, size_t len);
 void conn_write_str(conn *c, const char *s);
 void conn_printf(conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void conn_vprintf(conn *c, const char *fmt, va_list ap);
+void conn_vprintf(conn *c, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Writes data without logging it to the transcript (message bodies, literals). */
 void conn_write_quiet(conn *c, const void *data, size_t len);
 /* Sends what is buffered now (normally automatic at the end of a batch). */
