@@ -20,7 +20,7 @@
 
 #include "log.h"
 
-#define LMTP_MAX_CONNECTIONS 16
+#define LMTP_MAX_CONNECTIONS 32
 /* How long the mda may take to answer any step (ms). */
 #define LMTP_REPLY_TIMEOUT_MS (300 * 1000)
 

@@ -237,6 +237,8 @@ static void scheduler_record(struct sched_msg *sm)
 	size_t report_count = 0;
 	bool warn = false;
 	char **event_kinds = xcalloc(total > 0 ? total : 1, sizeof(*event_kinds));
+	struct dsn_rcpt *bounced = xcalloc(total > 0 ? total : 1, sizeof(*bounced));
+	size_t bounced_count = 0;
 	for (size_t i = 0; i < sm->delivery_count; i++) {
 		struct delivery *dl = &sm->deliveries[i];
 		for (size_t j = 0; j < dl->count; j++) {
@@ -247,8 +249,10 @@ static void scheduler_record(struct sched_msg *sm)
 			if (strlen(dr->reply) > SCHED_MAX_DIAGNOSTIC)
 				dr->reply[SCHED_MAX_DIAGNOSTIC] = '\0';
 			bool shutdown_fail = s->shutting_down && dr->code / 100 == 4;
-			log_event(msg->id, "attempt", "proto", dl->proto, "hop", dl->hop, "rcpt",
-				  r->address, "status", dr->status, "reply", dr->reply, NULL);
+			char code[8];
+			snprintf(code, sizeof(code), "%d", dr->code);
+			log_event(msg->id, "attempt", "rcpt", r->address, "proto", dl->proto, "hop",
+				  dl->hop, "code", code, "status", dr->status, "reply", dr->reply, NULL);
 			if (shutdown_fail)
 				continue; /* not the recipient's fault: try again after restart */
 			struct queue_update *u = &job->updates[job->update_count++];
@@ -269,7 +273,7 @@ static void scheduler_record(struct sched_msg *sm)
 				u->state = QUEUE_RCPT_DELIVERED;
 				u->next_try = 0;
 				log_event(msg->id, "delivered", "rcpt", r->address, "proto", dl->proto,
-					  "hop", dl->hop, "reply", dr->reply, NULL);
+					  "hop", dl->hop, "status", dr->status, "reply", dr->reply, NULL);
 				rep->action = dl->domain != NULL && !dl->remote_dsn ? DSN_RELAYED
 										    : DSN_DELIVERED;
 				/* A next hop that took NOTIFY reports success itself. */
@@ -290,8 +294,10 @@ static void scheduler_record(struct sched_msg *sm)
 					rep->diagnostic = dr->reply;
 				}
 				rep->action = DSN_FAILED;
-				log_event(msg->id, "bounced", "rcpt", r->address, "status", rep->status,
-					  "reply", dr->reply, NULL);
+				/* logged below, once the report (and its id) exists */
+				bounced[bounced_count++] = (struct dsn_rcpt){
+					.rcpt = r, .action = DSN_FAILED, .status = rep->status,
+					.diagnostic = dr->reply};
 				if (dsn_wanted(msg, r, DSN_FAILED))
 					event_kinds[report_count++] = "bounced";
 				continue;
@@ -313,21 +319,28 @@ static void scheduler_record(struct sched_msg *sm)
 			}
 		}
 	}
-	if (report_count > 0 && msg->body != NULL) {
+	if (report_count > 0 && msg->body != NULL)
 		job->dsn = dsn_build(s->m, msg, reports, report_count, msg->created + s->lifetime_ms);
-		for (size_t i = 0; i < report_count; i++) {
-			if (strcmp(event_kinds[i], "delayed") == 0)
-				log_event(msg->id, "delayed", "rcpt", reports[i].rcpt->address, "dsn",
-					  job->dsn != NULL ? job->dsn->id : NULL, NULL);
-			else
-				log_event(msg->id, "dsn", "rcpt", reports[i].rcpt->address, "kind",
-					  event_kinds[i], "dsn", job->dsn != NULL ? job->dsn->id : NULL,
-					  NULL);
-		}
+	const char *dsn_id = job->dsn != NULL ? job->dsn->id : NULL;
+	/* dsn_id is absent when no report goes out (NOTIFY=NEVER, null sender). */
+	for (size_t i = 0; i < bounced_count; i++) {
+		const struct queue_rcpt *r = bounced[i].rcpt;
+		bool reported = dsn_id != NULL && dsn_wanted(msg, r, DSN_FAILED);
+		log_event(msg->id, "bounced", "rcpt", r->address, "status", bounced[i].status,
+			  "reply", bounced[i].diagnostic, "dsn_id", reported ? dsn_id : NULL, NULL);
+	}
+	for (size_t i = 0; dsn_id != NULL && i < report_count; i++) {
+		if (strcmp(event_kinds[i], "delayed") == 0)
+			log_event(msg->id, "delayed", "rcpt", reports[i].rcpt->address, "dsn",
+				  dsn_id, "dsn_id", dsn_id, NULL);
+		else
+			log_event(msg->id, "dsn", "rcpt", reports[i].rcpt->address, "kind",
+				  event_kinds[i], "dsn", dsn_id, "dsn_id", dsn_id, NULL);
 	}
 	job->set_warned = warn;
 	free(reports);
 	free(event_kinds);
+	free(bounced);
 	job->done = scheduler_results_done;
 	job->arg = sm;
 	queue_writer_submit(s->m->writer, job);

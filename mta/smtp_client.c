@@ -12,7 +12,11 @@
  * Any failure ends the delivery: recipients without a result get the reply
  * (5xx = permanent, else temporary) and the connection closes. STARTTLS is
  * used whenever offered (opportunistic, RFC 3207; certificates are not
- * checked because MX hosts rarely have verifiable names). */
+ * checked because MX hosts rarely have verifiable names).
+ *
+ * Lab faults (fault.h), each a temporary failure retried on the schedule:
+ * `route refuse` fails every connect as refused, `route timeout` as timed
+ * out, and `route drop` connects, reads the greeting and hangs up. */
 #include "mta.h"
 
 #include <stdio.h>
@@ -21,6 +25,7 @@
 #include <strings.h>
 
 #include "dns.h"
+#include "fault.h"
 #include "log.h"
 #include "sasl.h"
 #include "smtp_path.h"
@@ -64,6 +69,7 @@ struct smtpc {
 	bool pipelining, starttls, size, eightbit, smtputf8, dsn, auth_plain;
 	int64_t size_limit;
 	bool tls_done;
+	bool fault_drop;        /* route drop: hang up after the greeting */
 	sasl_client *sasl;
 	size_t replies_seen;
 	bool mail_failed;
@@ -439,6 +445,11 @@ static void smtpc_on_line(conn *c, char *line, size_t len, bool crlf)
 			smtpc_fail_reply(x, "the greeting");
 			break;
 		}
+		if (fault_get(x->sc->m->d->datadir, "route", "drop") != NULL) {
+			x->fault_drop = true;
+			conn_abort(c);
+			break;
+		}
 		smtpc_enter(x, SMTPC_EHLO);
 		conn_printf(c, "EHLO %s\r\n", x->sc->m->hostname);
 		break;
@@ -543,8 +554,9 @@ static void smtpc_on_close(conn *c)
 			text = xasprintf("451 4.7.5 TLS handshake with %s failed: %s", x->dl->hop,
 					 conn_tls_error(c) != NULL ? conn_tls_error(c) : "error");
 		else
-			text = xasprintf("451 4.4.2 Lost connection with %s in state %s", x->dl->hop,
-					 smtpc_state_names[x->state]);
+			text = xasprintf("451 4.4.2 Lost connection with %s in state %s%s", x->dl->hop,
+					 smtpc_state_names[x->state],
+					 x->fault_drop ? " (injected fault: route drop)" : "");
 		smtpc_finish(x, 451, x->state == SMTPC_TLS ? "4.7.5" : "4.4.2", text);
 		free(text);
 	}
@@ -583,11 +595,23 @@ static void smtpc_connect_next(struct smtpc *x)
 		smtpc_free(x);
 		return;
 	}
+	const char *datadir = x->sc->m->d->datadir;
 	while (x->host_index < x->host_count) {
 		const char *host = x->hosts[x->host_index];
 		free(x->dl->hop);
 		x->dl->hop = xasprintf("%s:%d", host, x->port);
 		smtpc_enter(x, SMTPC_CONNECTING);
+		const char *injected = fault_get(datadir, "route", "refuse") != NULL ?
+			"connection refused (injected fault: route refuse)" :
+			fault_get(datadir, "route", "timeout") != NULL ?
+			"connection timed out (injected fault: route timeout)" : NULL;
+		if (injected != NULL) {
+			log_kv(LOG_INFO, 0, "injected fault", "hop", x->dl->hop, "error", injected, NULL);
+			free(x->last_error);
+			x->last_error = xstrdup(injected);
+			x->host_index++;
+			continue;
+		}
 		if (net_connect_tcp(x->sc->m->loop, host, x->port, "smtp-client", SMTP_MAX_REPLY_LINE,
 				    &smtpc_handlers, x, smtpc_connected, x) == 0)
 			return;

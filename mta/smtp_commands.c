@@ -354,6 +354,7 @@ void smtp_cmd_data(struct smtp_session *s, char *args)
 		smtp_error(s, "503 5.5.1 Error: DATA cannot follow BDAT");
 		return;
 	}
+
 	smtp_enter(s, SMTP_STATE_DATA);
 	conn_set_max_line(s->c, SMTP_MAX_TEXT_LINE);
 	conn_set_transcript_quiet(s->c, true);

@@ -23,6 +23,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "fault.h"
+#include "header.h"
 #include "log.h"
 
 static const char *const smtp_state_names[SMTP_STATE_COUNT] = {
@@ -573,6 +575,38 @@ static struct queue_msg *smtp_build_queue_msg(struct smtp_session *s, char *id)
 	return msg;
 }
 
+/* The Message-ID of a queued body (ours on submission when it had none), or NULL. */
+static char *smtp_message_id(const struct queue_msg *msg)
+{
+	size_t hlen = header_section_length(msg->body, msg->body_len);
+	struct header h;
+	if (header_parse(msg->body, hlen, &h) < 0)
+		return NULL;
+	const char *v = header_get(&h, "Message-ID");
+	char *id = NULL;
+	if (v != NULL) {
+		/* trimmed, and bounded: it goes into a log line */
+		size_t n = strcspn(v, "\r\n");
+		while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+			n--;
+		id = xstrndup(v, n < SMTP_MAX_TEXT_LINE ? n : SMTP_MAX_TEXT_LINE);
+	}
+	header_free(&h);
+	return id;
+}
+
+/* The final recipients as one comma-separated value for the events log. */
+static char *smtp_rcpt_list(const struct queue_msg *msg)
+{
+	buf_t b = BUF_INIT;
+	for (size_t i = 0; i < msg->rcpt_count; i++) {
+		if (i > 0)
+			buf_append_char(&b, ',');
+		buf_append_str(&b, msg->rcpts[i].address);
+	}
+	return buf_steal(&b);
+}
+
 void smtp_finish_message(struct smtp_session *s)
 {
 	struct smtp_txn *t = s->txn;
@@ -592,6 +626,14 @@ void smtp_finish_message(struct smtp_session *s)
 		smtp_error(s, "550 5.6.0 Message refused: bare CR at the end of the data");
 		return;
 	}
+	if (fault_get(s->m->d->datadir, "queue", "disk-full") != NULL) {
+		/* Lab fault: the queue cannot store it. A failure that may pass, so
+		 * the client keeps the message and tries again (RFC 5321 4.2.5). */
+		log_kv(LOG_INFO, s->id, "injected fault: queue disk-full", NULL);
+		smtp_reset(s);
+		smtp_reply(s, "452 4.3.1 Insufficient system storage");
+		return;
+	}
 	char *id = lifecycle_id_new();
 	struct queue_msg *msg = smtp_build_queue_msg(s, id);
 	bool tls = conn_is_tls(s->c);
@@ -600,10 +642,16 @@ void smtp_finish_message(struct smtp_session *s)
 	char size[32], rcpts[32];
 	snprintf(size, sizeof(size), "%zu", msg->body_len);
 	snprintf(rcpts, sizeof(rcpts), "%zu", msg->rcpt_count);
-	log_event(id, "received", "from", msg->client, "sender", msg->sender, "auth",
+	char *message_id = smtp_message_id(msg);
+	char *to = smtp_rcpt_list(msg);
+	/* from/sender: the envelope sender ("" is the null sender); client: who sent it */
+	log_event(id, "received", "message_id", message_id, "from", msg->sender, "sender",
+		  msg->sender, "to", to, "rcpts", rcpts, "client", msg->client, "auth",
 		  s->auth_user, "tls", tls_desc, "proto",
 		  received_protocol(s->esmtp, tls, s->auth_user != NULL, t->smtputf8), "size", size,
-		  "rcpts", rcpts, NULL);
+		  NULL);
+	free(message_id);
+	free(to);
 	for (size_t i = 0; i < msg->rcpt_count; i++)
 		log_event(id, "rcpt", "rcpt", msg->rcpts[i].address, "orig", msg->rcpts[i].orig,
 			  NULL);
