@@ -37,6 +37,7 @@ static void mta_load_settings(struct mta *m)
 	m->max_message_size = config_int(m->cfg, "smtp.max_message_size");
 	m->max_recipients = config_int(m->cfg, "smtp.max_recipients");
 	m->max_errors = config_int(m->cfg, "smtp.max_errors");
+	m->junk_command_limit = config_int(m->cfg, "smtp.junk_command_limit");
 	m->max_auth_failures = (unsigned)config_int(m->cfg, "server.max_auth_failures");
 	if (m->max_auth_failures == 0)
 		m->max_auth_failures = 1;

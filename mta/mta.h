@@ -71,6 +71,7 @@ struct mta {
 	int64_t max_message_size;
 	int64_t max_recipients;
 	int64_t max_errors;
+	int64_t junk_command_limit;
 	unsigned max_auth_failures;
 	bool allow_plaintext_auth;
 };

@@ -43,8 +43,9 @@ static const char *const smtp_state_names[SMTP_STATE_COUNT] = {
 
 /* Command flags (Postfix-style policy in the table). */
 enum {
-	CMD_NO_ARGS = 1 << 0,   /* anything after the verb is a 501 */
-	CMD_NEEDS_ARGS = 1 << 1 /* nothing after the verb is a 501 */
+	CMD_NO_ARGS = 1 << 0,    /* anything after the verb is a 501 */
+	CMD_NEEDS_ARGS = 1 << 1, /* nothing after the verb is a 501 */
+	CMD_JUNK = 1 << 2        /* moves no mail: counts towards smtp.junk_command_limit */
 };
 
 #define ST(x) SMTP_STATE_BIT(SMTP_STATE_##x)
@@ -71,12 +72,12 @@ static const struct smtp_command smtp_commands[] = {
 	 smtp_cmd_data},
 	/* BDAT checks its own state: a refused chunk must still be read. */
 	{"BDAT", ST_ANY, CMD_NEEDS_ARGS, "BDAT size [LAST]", NULL, smtp_cmd_bdat},
-	{"RSET", ST_ANY, CMD_NO_ARGS, "RSET", NULL, smtp_cmd_rset},
-	{"NOOP", ST_ANY, 0, NULL, NULL, smtp_cmd_noop},
+	{"RSET", ST_ANY, CMD_NO_ARGS | CMD_JUNK, "RSET", NULL, smtp_cmd_rset},
+	{"NOOP", ST_ANY, CMD_JUNK, NULL, NULL, smtp_cmd_noop},
 	{"QUIT", ST_ANY, CMD_NO_ARGS, "QUIT", NULL, smtp_cmd_quit},
-	{"VRFY", ST_ANY, CMD_NEEDS_ARGS, "VRFY address", NULL, smtp_cmd_vrfy},
-	{"EXPN", ST_ANY, 0, NULL, NULL, smtp_cmd_expn},
-	{"HELP", ST_ANY, 0, NULL, NULL, smtp_cmd_help},
+	{"VRFY", ST_ANY, CMD_NEEDS_ARGS | CMD_JUNK, "VRFY address", NULL, smtp_cmd_vrfy},
+	{"EXPN", ST_ANY, CMD_JUNK, NULL, NULL, smtp_cmd_expn},
+	{"HELP", ST_ANY, CMD_JUNK, NULL, NULL, smtp_cmd_help},
 	{"STARTTLS", ST(INIT) | ST(READY), CMD_NO_ARGS, "STARTTLS",
 	 "STARTTLS is not allowed in a mail transaction", smtp_cmd_starttls},
 	{"AUTH", ST(READY), CMD_NEEDS_ARGS, "AUTH mechanism [initial-response]",
@@ -238,6 +239,14 @@ static void smtp_dispatch(struct smtp_session *s, char *line, size_t len)
 	const struct smtp_command *cmd = smtp_command_find(line, vlen);
 	if (cmd == NULL) {
 		smtp_error(s, "500 5.5.2 Error: command not recognized");
+		return;
+	}
+	/* Postfix's smtpd_junk_command_limit: a client that only keeps the
+	 * session busy is cut off however well-formed its commands are. */
+	if ((cmd->flags & CMD_JUNK) && s->m->junk_command_limit > 0 &&
+	    ++s->junk_commands > (unsigned)s->m->junk_command_limit) {
+		smtp_close(s, "421 4.7.0 Error: too many NOOP, VRFY, HELP or RSET commands, "
+			      "closing connection");
 		return;
 	}
 	if ((cmd->states & SMTP_STATE_BIT(s->state)) == 0) {
@@ -498,8 +507,10 @@ static void smtp_commit_done(struct queue_job *job, void *arg)
 	if (smtp_async_end(s)) {
 		smtp_txn_free(&s->txn);
 		smtp_enter(s, s->helo != NULL ? SMTP_STATE_READY : SMTP_STATE_INIT);
-		if (job->status == 0)
+		if (job->status == 0) {
+			s->junk_commands = 0;
 			smtp_reply(s, "250 2.0.0 Ok: queued as %s", msg->id);
+		}
 		else
 			smtp_reply(s, "451 4.3.0 Error: queue file write error, try again later");
 	}

@@ -68,6 +68,7 @@ struct smtp_session {
 	bool trusted;        /* from smtp.trusted_networks */
 	char *auth_user;
 	unsigned errors;
+	unsigned junk_commands; /* NOOP/VRFY/HELP/RSET since the last message accepted */
 	unsigned auth_failures;
 	sasl_server *sasl;
 	bool auth_final;     /* SCRAM: waiting for the empty reply to server-final */

@@ -606,3 +606,27 @@ def test_swaks(mta):
     assert run.returncode == 0, run.stdout + run.stderr
     msgs = wait_mailbox(mta, BOB, 2)
     assert any(b"Subject: swaks auth" in m[0] for m in msgs)
+
+
+def test_junk_command_limit(stack_factory):
+    # Well-formed commands that move no mail (Postfix's smtpd_junk_command_limit)
+    # are counted apart from errors; a message accepted starts the count again.
+    s = make_stack(stack_factory, "[smtp]\njunk_command_limit = 4\nmax_errors = 100\n")
+    s.start("mta", "mda")
+    r = greeted(s)
+    assert_reply(r.cmd("NOOP"), 250, "2.0.0")
+    assert_reply(r.cmd("VRFY bob"), 252, "2.5.2")
+    assert_reply(r.cmd("HELP"), 214, "2.0.0")
+    assert_reply(r.cmd("RSET"), 250, "2.0.0")
+    assert_reply(r.cmd(f"MAIL FROM:<{ALICE}>"), 250, "2.1.0")
+    assert_reply(r.cmd(f"RCPT TO:<{BOB}>"), 250, "2.1.5")
+    assert_reply(r.cmd("DATA"), 354)
+    assert_reply(r.cmd("Subject: junk\r\n\r\nhi\r\n."), 250, "2.0.0")
+    for _ in range(4):
+        assert_reply(r.cmd("NOOP"), 250, "2.0.0")
+    assert_reply(r.cmd("NOOP"), 421, "4.7.0")
+    assert r.closed()
+    # errors are a count of their own: a fresh session is not cut off by them
+    r = greeted(s)
+    assert_reply(r.cmd("BOGUS"), 500, "5.5.2")
+    assert_reply(r.cmd("NOOP"), 250, "2.0.0")
