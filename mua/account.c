@@ -135,6 +135,13 @@ static int account_set_key(struct mua_account *a, const char *key, const char *v
 		rc = parse_bool(value, &a->tls_verify);
 	} else if (strcmp(key, "tls_ca_file") == 0) {
 		set_str(&a->tls_ca_file, value);
+	} else if (strcmp(key, "poll_interval") == 0) {
+		char *end;
+		long v = strtol(value, &end, 10);
+		if (*value == '\0' || *end != '\0' || v < 1 || v > 86400)
+			rc = -1;
+		else
+			a->poll_seconds = (int)v;
 	} else {
 		*err_r = xasprintf("unknown key '%s'", key);
 		return -1;

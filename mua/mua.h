@@ -47,6 +47,7 @@ struct mua_account {
 	char *password_command;
 	bool tls_verify;
 	char *tls_ca_file;
+	int poll_seconds;   /* POP3: how often to look for new mail (0 = 60) */
 };
 
 struct mua_accounts {
@@ -168,6 +169,39 @@ void pop3c_command(pop3c *cl, const char *text, bool multiline, pop3c_done_cb *d
 size_t pop3c_pending(const pop3c *cl);
 /* QUIT after the queued commands: deletions take effect, then the connection closes. */
 void pop3c_quit(pop3c *cl);
+
+/* ---- a POP3 maildrop with its header cache (pop3box.c) ---- */
+
+/* Flag bits the mua keeps for POP3 messages (the same bits as enum ui_flag). */
+enum mua_flag { MF_SEEN = 1, MF_ANSWERED = 2, MF_FLAGGED = 4, MF_DELETED = 8, MF_DRAFT = 16 };
+
+struct pop3_entry {
+	char *uidl;
+	uint32_t number;     /* in this session's maildrop (1-based) */
+	uint32_t size;
+	unsigned flags;      /* enum mua_flag */
+	int64_t time;
+	bool attachment;     /* multipart/mixed */
+	bool have_headers;
+	char *from, *from_addr, *subject, *message_id, *in_reply_to, *references;
+};
+
+struct pop3box;
+/* ok, and the number of messages the cache did not know. */
+typedef void pop3box_done_cb(void *arg, bool ok, const char *err, size_t new_count);
+struct pop3box *pop3box_new(const char *cache_path);
+void pop3box_free(struct pop3box **b);
+char *pop3box_cache_path(const struct mua_account *a);
+int pop3box_save(const struct pop3box *b, char **err_r);
+size_t pop3box_count(const struct pop3box *b);
+struct pop3_entry *pop3box_entry(struct pop3box *b, uint32_t number);
+bool pop3box_refreshing(const struct pop3box *b);
+/* UIDL, LIST, then TOP for unknown messages (progress after each batch). */
+void pop3box_refresh(struct pop3box *b, pop3c *cl, pop3box_done_cb *progress,
+		     pop3box_done_cb *done, void *arg);
+/* The pure steps, for tests: a UIDL listing becomes the entries; headers fill one. */
+void pop3box_take_uidl(struct pop3box *b, const char *data);
+void pop3_entry_set_headers(struct pop3_entry *e, const char *text, size_t len);
 
 /* ---- SMTP submission (smtpc.c) ---- */
 

@@ -68,11 +68,6 @@ static void script_wait(uv_loop_t *loop, const bool *flag)
 static imapc *script_imap_open(uv_loop_t *loop, struct mua_account *a, struct script_conn *sc)
 {
 	char *err = NULL;
-	if (a->read_pop3) {
-		fprintf(stderr, "mua: account %s reads over POP3; list and read need IMAP\n",
-			a->name);
-		return NULL;
-	}
 	if (mua_account_password(a, false, &err) < 0) {
 		fprintf(stderr, "mua: %s\n", err);
 		free(err);
@@ -364,6 +359,9 @@ out:
 
 /* ---- list ---- */
 
+static void script_print_row(uint32_t number, int64_t time_value, const char *from,
+			     const char *subject, unsigned flags, bool attachment);
+
 /* Prints one FETCH line of `mua list`. */
 static void script_print_fetch(void *arg, const char *name, uint32_t number,
 			       const struct imap_arg *args, size_t count)
@@ -383,30 +381,10 @@ static void script_print_fetch(void *arg, const char *name, uint32_t number,
 			deleted |= imap_arg_atom_is(&flags->children[i], "\\Deleted");
 		}
 	bool attach = mua_bodystructure_has_attachment(mua_fetch_item(list, "BODYSTRUCTURE"));
-	char date[32] = "-";
-	if (env.time != 0) {
-		time_t t = (time_t)env.time;
-		struct tm tm;
-		localtime_r(&t, &tm);
-		strftime(date, sizeof(date), "%Y-%m-%d %H:%M", &tm);
-	}
-	char fl[8];
-	size_t n = 0;
-	if (!seen)
-		fl[n++] = 'N';
-	if (answered)
-		fl[n++] = 'r';
-	if (flagged)
-		fl[n++] = '!';
-	if (deleted)
-		fl[n++] = 'D';
-	if (attach)
-		fl[n++] = 'A';
-	if (n == 0)
-		fl[n++] = '-';
-	fl[n] = '\0';
-	printf("%u\t%s\t%s\t%s\t%s\n", number, date, env.from_addr[0] != '\0' ? env.from_addr :
-	       env.from, env.subject, fl);
+	unsigned fl = (seen ? MF_SEEN : 0) | (answered ? MF_ANSWERED : 0) |
+		      (flagged ? MF_FLAGGED : 0) | (deleted ? MF_DELETED : 0);
+	script_print_row(number, env.time, env.from_addr[0] != '\0' ? env.from_addr : env.from,
+			 env.subject, fl, attach);
 	mua_envelope_free(&env);
 }
 
@@ -430,6 +408,189 @@ static int script_folder_arg(int argc, char **argv, int first_free, const char *
 	return 0;
 }
 
+/* ---- POP3 ---- */
+
+struct script_pop3_reply {
+	bool done, ok;
+	char *status;
+	char *data;
+	size_t len;
+};
+
+static void script_pop3_done(void *arg, bool ok, const char *status, const char *data,
+			     size_t len)
+{
+	struct script_pop3_reply *r = arg;
+	r->done = true;
+	r->ok = ok;
+	r->status = xstrdup(status != NULL ? status : "");
+	if (data != NULL) {
+		r->data = xmalloc(len + 1);
+		memcpy(r->data, data, len);
+		r->data[len] = '\0';
+		r->len = len;
+	}
+}
+
+/* Connects to the POP3 server and logs in: the client, or NULL after printing why. */
+static pop3c *script_pop3_open(uv_loop_t *loop, struct mua_account *a, struct script_conn *sc)
+{
+	char *err = NULL;
+	if (mua_account_password(a, false, &err) < 0) {
+		fprintf(stderr, "mua: %s\n", err);
+		free(err);
+		return NULL;
+	}
+	pop3c *cl = pop3c_new(loop, a, &script_events, sc);
+	pop3c_connect(cl);
+	while (!sc->ready && !sc->failed)
+		if (uv_run(loop, UV_RUN_ONCE) == 0)
+			break;
+	if (!sc->ready) {
+		fprintf(stderr, "mua: %s\n", sc->message != NULL ? sc->message : "cannot connect");
+		pop3c_free(&cl);
+		free(sc->message);
+		sc->message = NULL;
+		return NULL;
+	}
+	return cl;
+}
+
+/* QUIT (deletions take effect) and let the loop finish closing. */
+static void script_pop3_close(uv_loop_t *loop, pop3c **cl, struct script_conn *sc)
+{
+	pop3c_quit(*cl);
+	for (int i = 0; i < 1000 && pop3c_get_state(*cl) != IMAPC_DISCONNECTED; i++)
+		if (uv_run(loop, UV_RUN_ONCE) == 0)
+			break;
+	pop3c_free(cl);
+	uv_run(loop, UV_RUN_NOWAIT);
+	free(sc->message);
+	sc->message = NULL;
+}
+
+struct script_refresh {
+	bool done, ok;
+	char *err;
+};
+
+static void script_refresh_done(void *arg, bool ok, const char *err, size_t new_count)
+{
+	struct script_refresh *r = arg;
+	r->done = true;
+	r->ok = ok;
+	r->err = xstrdup(err != NULL ? err : "");
+}
+
+/* Opens the maildrop and reads its index (from the cache and TOP): NULL on error. */
+static struct pop3box *script_pop3_box(uv_loop_t *loop, struct mua_account *a, pop3c *cl)
+{
+	char *path = pop3box_cache_path(a);
+	struct pop3box *box = pop3box_new(path);
+	free(path);
+	struct script_refresh r = {0};
+	pop3box_refresh(box, cl, NULL, script_refresh_done, &r);
+	script_wait(loop, &r.done);
+	if (!r.ok) {
+		fprintf(stderr, "mua: cannot read the maildrop: %s\n",
+			r.err != NULL ? r.err : "connection lost");
+		pop3box_free(&box);
+	}
+	free(r.err);
+	return box;
+}
+
+/* Prints one line of `mua list`: number, date, sender, subject, flags. */
+static void script_print_row(uint32_t number, int64_t time_value, const char *from,
+			     const char *subject, unsigned flags, bool attachment)
+{
+	char date[32] = "-";
+	if (time_value != 0) {
+		time_t t = (time_t)time_value;
+		struct tm tm;
+		localtime_r(&t, &tm);
+		strftime(date, sizeof(date), "%Y-%m-%d %H:%M", &tm);
+	}
+	char fl[8];
+	size_t n = 0;
+	if (!(flags & MF_SEEN))
+		fl[n++] = 'N';
+	if (flags & MF_ANSWERED)
+		fl[n++] = 'r';
+	if (flags & MF_FLAGGED)
+		fl[n++] = '!';
+	if (flags & MF_DELETED)
+		fl[n++] = 'D';
+	if (attachment)
+		fl[n++] = 'A';
+	if (n == 0)
+		fl[n++] = '-';
+	fl[n] = '\0';
+	printf("%u\t%s\t%s\t%s\t%s\n", number, date, from, subject, fl);
+}
+
+/* `mua list` over POP3: the maildrop (one folder). */
+static int script_pop3_list(uv_loop_t *loop, struct mua_account *a)
+{
+	struct script_conn sc = {0};
+	pop3c *cl = script_pop3_open(loop, a, &sc);
+	if (cl == NULL)
+		return EX_UNAVAILABLE;
+	struct pop3box *box = script_pop3_box(loop, a, cl);
+	int rc = box != NULL ? EX_OK : EX_UNAVAILABLE;
+	for (uint32_t n = 1; box != NULL && n <= pop3box_count(box); n++) {
+		const struct pop3_entry *e = pop3box_entry(box, n);
+		script_print_row(n, e->time, e->from_addr, e->subject, e->flags, e->attachment);
+	}
+	pop3box_free(&box);
+	script_pop3_close(loop, &cl, &sc);
+	return rc;
+}
+
+/* `mua read N` over POP3: RETR, shown as the pager would; marked read in the cache. */
+static int script_pop3_read(uv_loop_t *loop, struct mua_account *a, unsigned long n)
+{
+	struct script_conn sc = {0};
+	pop3c *cl = script_pop3_open(loop, a, &sc);
+	if (cl == NULL)
+		return EX_UNAVAILABLE;
+	int rc = EX_OK;
+	struct pop3box *box = script_pop3_box(loop, a, cl);
+	if (box == NULL) {
+		rc = EX_UNAVAILABLE;
+	} else if (n > pop3box_count(box)) {
+		fprintf(stderr, "mua: no message %lu in INBOX (%zu messages)\n", n,
+			pop3box_count(box));
+		rc = EX_DATAERR;
+	} else {
+		char *cmd = xasprintf("RETR %lu", n);
+		struct script_pop3_reply r = {0};
+		pop3c_command(cl, cmd, true, script_pop3_done, &r);
+		free(cmd);
+		script_wait(loop, &r.done);
+		if (!r.ok || r.data == NULL) {
+			fprintf(stderr, "mua: cannot fetch message %lu: %s\n", n,
+				r.status != NULL ? r.status : "connection lost");
+			rc = EX_UNAVAILABLE;
+		} else {
+			struct msgview *v = msgview_new(r.data, r.len);
+			fputs(v->text, stdout);
+			msgview_free(&v);
+			pop3box_entry(box, (uint32_t)n)->flags |= MF_SEEN;
+			char *err = NULL;
+			if (pop3box_save(box, &err) < 0) {
+				fprintf(stderr, "mua: warning: %s\n", err);
+				free(err);
+			}
+		}
+		free(r.status);
+		free(r.data);
+	}
+	pop3box_free(&box);
+	script_pop3_close(loop, &cl, &sc);
+	return rc;
+}
+
 /* `mua list [--folder F]`. */
 int mua_script_list(uv_loop_t *loop, struct mua_account *a, int argc, char **argv)
 {
@@ -437,6 +598,14 @@ int mua_script_list(uv_loop_t *loop, struct mua_account *a, int argc, char **arg
 	if (script_folder_arg(argc, argv, 1, &folder, NULL) < 0) {
 		fprintf(stderr, "usage: mua list [--folder F]\n");
 		return EX_USAGE;
+	}
+	if (a->read_pop3) {
+		if (strcasecmp(folder, "INBOX") != 0) {
+			fprintf(stderr, "mua: account %s reads over POP3, which has only INBOX\n",
+				a->name);
+			return EX_DATAERR;
+		}
+		return script_pop3_list(loop, a);
 	}
 	struct script_conn sc = {0};
 	imapc *cl = script_imap_open(loop, a, &sc);
@@ -504,6 +673,14 @@ int mua_script_read(uv_loop_t *loop, struct mua_account *a, int argc, char **arg
 	if (*end != '\0' || n == 0 || n > UINT32_MAX) {
 		fprintf(stderr, "mua: not a message number: %s\n", number);
 		return EX_USAGE;
+	}
+	if (a->read_pop3) {
+		if (strcasecmp(folder, "INBOX") != 0) {
+			fprintf(stderr, "mua: account %s reads over POP3, which has only INBOX\n",
+				a->name);
+			return EX_DATAERR;
+		}
+		return script_pop3_read(loop, a, n);
 	}
 	struct script_conn sc = {0};
 	imapc *cl = script_imap_open(loop, a, &sc);

@@ -559,6 +559,10 @@ static void ui_winch_cb(uv_signal_t *h, int signum)
 static void ui_on_state(void *arg, enum imapc_state state, const char *msg)
 {
 	struct ui *ui = arg;
+	if (ui_is_pop3(ui) && ui_pop3_on_state(ui, state, msg)) {
+		ui->dirty = true;
+		return;
+	}
 	ui->conn_state = state;
 	switch (state) {
 	case IMAPC_CONNECTING:
@@ -594,6 +598,19 @@ static const struct imapc_events ui_events = {
 	.on_fetch = ui_on_fetch,
 };
 
+/* Makes the reading client for ui->account and connects. */
+static void ui_start_client(struct ui *ui)
+{
+	if (ui->account->read_pop3) {
+		ui_pop3_start(ui, &ui_events);
+		return;
+	}
+	ui->cl = imapc_new(ui->loop, ui->account, &ui_events, ui);
+	imapc_set_reconnect(ui->cl, true);
+	imapc_set_idle(ui->cl, true);
+	imapc_connect(ui->cl);
+}
+
 /* Switches to another account (A). */
 static void ui_switch_account(struct ui *ui, struct mua_account *a)
 {
@@ -604,13 +621,15 @@ static void ui_switch_account(struct ui *ui, struct mua_account *a)
 		return;
 	}
 	imapc_free(&ui->cl);
+	ui_pop3_stop(ui);
 	ui_index_free(ui);
+	ui->selected = ui->selecting = false;
+	ui->fetch_seq = 0;
+	free(ui->folder);
+	ui->folder = xstrdup("INBOX");
 	ui->account = a;
 	ui->conn_state = IMAPC_DISCONNECTED;
-	ui->cl = imapc_new(ui->loop, a, &ui_events, ui);
-	imapc_set_reconnect(ui->cl, true);
-	imapc_set_idle(ui->cl, true);
-	imapc_connect(ui->cl);
+	ui_start_client(ui);
 	ui_enter_screen(ui, SCR_INDEX);
 }
 
@@ -630,6 +649,7 @@ static void ui_quit_timer_cb(uv_timer_t *t)
 {
 	struct ui *ui = t->data;
 	imapc_free(&ui->cl);
+	ui_pop3_stop(ui);
 	uv_close((uv_handle_t *)t, NULL);
 }
 
@@ -640,13 +660,23 @@ void ui_quit(struct ui *ui)
 	uv_poll_stop(&ui->input);
 	uv_signal_stop(&ui->winch);
 	uv_check_stop(&ui->redraw);
-	if (ui->cl != NULL && imapc_get_state(ui->cl) == IMAPC_READY) {
-		imapc_logout(ui->cl);
+	bool imap_up = ui->cl != NULL && imapc_get_state(ui->cl) == IMAPC_READY;
+	bool pop3_up = ui->pc != NULL && pop3c_get_state(ui->pc) == IMAPC_READY;
+	if (imap_up || pop3_up) {
+		if (imap_up)
+			imapc_logout(ui->cl);
+		if (pop3_up) {
+			/* QUIT without DELE: messages marked deleted stay until $. */
+			ui_pop3_poll_stop(ui);
+			pop3c_set_reconnect(ui->pc, false);
+			pop3c_quit(ui->pc);
+		}
 		uv_timer_init(ui->loop, &ui->quit_timer);
 		ui->quit_timer.data = ui;
 		uv_timer_start(&ui->quit_timer, ui_quit_timer_cb, UI_QUIT_WAIT_MS, 0);
 	} else {
 		imapc_free(&ui->cl);
+		ui_pop3_stop(ui);
 	}
 }
 
@@ -695,18 +725,16 @@ int mua_ui_run(uv_loop_t *loop, struct mua_accounts *accounts, struct mua_accoun
 	ui->redraw.data = ui;
 	uv_check_start(&ui->redraw, ui_check_cb);
 	ui->folder = xstrdup("INBOX");
-	ui->cl = imapc_new(loop, first, &ui_events, ui);
-	imapc_set_reconnect(ui->cl, true);
-	imapc_set_idle(ui->cl, true);
 	ui->dirty = true;
 	ui_draw(ui);
-	imapc_connect(ui->cl);
+	ui_start_client(ui);
 	uv_run(loop, UV_RUN_DEFAULT);
 	endwin();
 	uv_close((uv_handle_t *)&ui->input, NULL);
 	uv_close((uv_handle_t *)&ui->winch, NULL);
 	uv_close((uv_handle_t *)&ui->redraw, NULL);
 	imapc_free(&ui->cl);
+	ui_pop3_stop(ui);
 	uv_run(loop, UV_RUN_DEFAULT);
 	ui_index_free(ui);
 	ui_draft_free(&ui->draft);

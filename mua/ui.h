@@ -60,6 +60,9 @@ struct ui_draft {
 	bool sending;
 };
 
+/* The POP3 session's phase (ui_pop3.c). */
+enum ui_pop3_phase { POP3_PHASE_IDLE, POP3_PHASE_REFRESH, POP3_PHASE_CYCLE };
+
 struct ui;
 typedef void ui_prompt_cb(struct ui *ui, const char *text); /* NULL text = cancelled */
 typedef void ui_question_cb(struct ui *ui, bool yes);
@@ -68,7 +71,15 @@ struct ui {
 	uv_loop_t *loop;
 	struct mua_accounts *accounts;
 	struct mua_account *account;
-	imapc *cl;
+	imapc *cl;            /* IMAP accounts */
+	pop3c *pc;            /* POP3 accounts (then cl is NULL) */
+	struct pop3box *box;
+	uint32_t box_rows;    /* entries copied into msgs */
+	enum ui_pop3_phase pop3_phase;
+	bool pop3_loaded;
+	size_t pop3_deleted;
+	uv_timer_t poll_timer;
+	bool poll_timer_live;
 	enum imapc_state conn_state;
 	uv_poll_t input;
 	uv_signal_t winch;
@@ -169,6 +180,10 @@ struct ui_msg *ui_msg_at(struct ui *ui, uint32_t seq);
 void ui_fetch_message(struct ui *ui, uint32_t seq, enum ui_action action);
 void ui_set_flag(struct ui *ui, uint32_t seq, unsigned flag, bool on);
 void ui_index_free(struct ui *ui);
+/* Empties the message cache, threads and limits (a new folder or maildrop). */
+void ui_index_reset(struct ui *ui);
+/* Orders the rows as threads from the cached header fields. */
+void ui_thread_compute(struct ui *ui);
 /* Asks for a folder and moves (s) or copies (C) the current message there. */
 void ui_copy_start(struct ui *ui, bool move);
 /* Asks inline or attachment, then forwards the current message. */
@@ -180,6 +195,20 @@ bool ui_pager_key(struct ui *ui, int key);
 void ui_attach_draw(struct ui *ui, int rows);
 bool ui_attach_key(struct ui *ui, int key);
 void ui_pager_show(struct ui *ui, struct msgview *view, uint32_t seq, bool preview);
+
+/* ---- ui_pop3.c ---- */
+bool ui_is_pop3(const struct ui *ui);
+void ui_pop3_start(struct ui *ui, const struct imapc_events *ev);
+void ui_pop3_stop(struct ui *ui);
+void ui_pop3_on_ready(struct ui *ui);
+/* Returns true when it handled the state change itself (its own QUIT cycle). */
+bool ui_pop3_on_state(struct ui *ui, enum imapc_state state, const char *msg);
+void ui_pop3_poll(struct ui *ui, bool asked);
+void ui_pop3_poll_stop(struct ui *ui);
+void ui_pop3_set_flag(struct ui *ui, uint32_t seq, unsigned flag, bool on);
+void ui_pop3_fetch_message(struct ui *ui, uint32_t seq, enum ui_action action);
+void ui_pop3_expunge(struct ui *ui);
+int ui_pop3_search(struct ui *ui, const char *pattern, char **err_r);
 
 /* ---- ui_compose.c ---- */
 void ui_compose_new(struct ui *ui);

@@ -246,7 +246,8 @@ void ui_compose_from_view(struct ui *ui, enum ui_action action)
 		free(d->body);
 		d->body = compose_quote_body(v->body_text, v->date, name);
 		free(name);
-		d->reply_uid = m != NULL ? m->uid : 0;
+		/* POP3 messages have no UID: their number in this session stands in. */
+		d->reply_uid = ui_is_pop3(ui) ? ui->view_seq : m != NULL ? m->uid : 0;
 		d->reply_folder = xstrdup(ui->folder);
 		ui_compose_edit_body(ui);
 		return;
@@ -390,7 +391,11 @@ static void ui_send_done(void *arg, bool ok, const char *message)
 		ui_status(ui, "Sending failed: %s", message);
 	} else {
 		ui_status(ui, "Mail sent.");
-		if (ui->cl != NULL && imapc_get_state(ui->cl) == IMAPC_READY) {
+		if (ui_is_pop3(ui)) {
+			/* No Sent folder over POP3; the answered mark is kept locally. */
+			if (s->reply_uid != 0)
+				ui_pop3_set_flag(ui, s->reply_uid, UF_ANSWERED, true);
+		} else if (ui->cl != NULL && imapc_get_state(ui->cl) == IMAPC_READY) {
 			char *q = imapc_quote(ui->sent_folder != NULL ? ui->sent_folder : "Sent");
 			char *cmd = xasprintf("APPEND %s (\\Seen)", q);
 			imapc_command(ui->cl, cmd, s->message, s->len, NULL, ui_append_done, ui);
@@ -460,6 +465,10 @@ static void ui_postpone_done(void *arg, enum imapc_result result, const char *te
 /* P: saves the draft to Drafts. */
 static void ui_compose_postpone(struct ui *ui)
 {
+	if (ui_is_pop3(ui)) {
+		ui_status(ui, "Postponing needs an IMAP account (Drafts).");
+		return;
+	}
 	if (ui->cl == NULL || imapc_get_state(ui->cl) != IMAPC_READY) {
 		ui_status(ui, "Not connected: cannot postpone.");
 		return;

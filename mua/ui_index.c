@@ -56,7 +56,7 @@ static void ui_views_reset(struct ui *ui)
 }
 
 /* Empties the cache (a new folder or a new connection). */
-static void ui_cache_reset(struct ui *ui)
+void ui_index_reset(struct ui *ui)
 {
 	for (uint32_t i = 0; i < ui->exists; i++)
 		ui_msg_free(&ui->msgs[i]);
@@ -70,7 +70,7 @@ static void ui_cache_reset(struct ui *ui)
 /* Frees everything the index holds. */
 void ui_index_free(struct ui *ui)
 {
-	ui_cache_reset(ui);
+	ui_index_reset(ui);
 	free(ui->msgs);
 	ui->msgs = NULL;
 	ui->msgs_cap = 0;
@@ -132,7 +132,7 @@ static size_t ui_seq_row(const struct ui *ui, uint32_t seq)
 /* ---- threads ---- */
 
 /* Computes the thread order from the cached header fields. */
-static void ui_thread_compute(struct ui *ui)
+void ui_thread_compute(struct ui *ui)
 {
 	uint32_t keep = ui_row_seq(ui, ui->cursor);
 	struct thread_input *in = xcalloc(ui->exists + 1, sizeof(*in));
@@ -171,6 +171,12 @@ static void ui_thread_batch_done(void *arg, enum imapc_result result, const char
 /* Asks for the next batch of thread headers, or threads when all are in. */
 static void ui_thread_fetch_next(struct ui *ui)
 {
+	if (ui_is_pop3(ui)) {
+		/* POP3 headers come with the index: thread at once. */
+		if (ui->threaded && ui->thread_count != ui->exists && ui->exists > 0)
+			ui_thread_compute(ui);
+		return;
+	}
 	if (!ui->threaded || ui->thread_fetching || !ui->selected || ui->cl == NULL)
 		return;
 	while (ui->thread_next <= ui->exists && ui->msgs[ui->thread_next - 1] != NULL &&
@@ -370,7 +376,7 @@ void ui_select_folder(struct ui *ui, const char *folder)
 		free(ui->folder);
 		ui->folder = xstrdup(folder);
 	}
-	ui_cache_reset(ui);
+	ui_index_reset(ui);
 	ui->selected = false;
 	if (ui->cl == NULL || imapc_get_state(ui->cl) != IMAPC_READY) {
 		ui_status(ui, "Not connected: %s will open when the connection is back.", folder);
@@ -486,6 +492,10 @@ static void ui_list_done(void *arg, enum imapc_result result, const char *text)
 /* Lists folders with counts (LIST-STATUS, RFC 5819); show = open the screen. */
 void ui_list_folders(struct ui *ui, bool show)
 {
+	if (ui_is_pop3(ui)) {
+		ui_status(ui, "POP3 reads one folder: INBOX.");
+		return;
+	}
 	if (ui->cl == NULL || imapc_get_state(ui->cl) != IMAPC_READY) {
 		ui_status(ui, "Not connected.");
 		return;
@@ -505,6 +515,10 @@ void ui_list_folders(struct ui *ui, bool show)
 /* Connected (again): learn the folders and open the current one. */
 void ui_on_ready(struct ui *ui)
 {
+	if (ui_is_pop3(ui)) {
+		ui_pop3_on_ready(ui);
+		return;
+	}
 	ui_list_folders(ui, false);
 	ui_select_folder(ui, ui->folder);
 }
@@ -743,6 +757,10 @@ void ui_fetch_message(struct ui *ui, uint32_t seq, enum ui_action action)
 			ui_compose_from_view(ui, action);
 		return;
 	}
+	if (ui_is_pop3(ui)) {
+		ui_pop3_fetch_message(ui, seq, action);
+		return;
+	}
 	if (ui->cl == NULL || imapc_get_state(ui->cl) != IMAPC_READY) {
 		ui_status(ui, "Not connected.");
 		return;
@@ -776,6 +794,10 @@ void ui_set_flag(struct ui *ui, uint32_t seq, unsigned flag, bool on)
 		const char *name;
 	} names[] = {{UF_SEEN, "\\Seen"},       {UF_ANSWERED, "\\Answered"},
 		     {UF_FLAGGED, "\\Flagged"}, {UF_DELETED, "\\Deleted"}};
+	if (ui_is_pop3(ui)) {
+		ui_pop3_set_flag(ui, seq, flag, on);
+		return;
+	}
 	struct ui_msg *m = ui_msg_at(ui, seq);
 	if (m == NULL || ui->cl == NULL || imapc_get_state(ui->cl) != IMAPC_READY) {
 		ui_status(ui, "Not connected.");
@@ -827,6 +849,10 @@ static void ui_copy_prompt_done(struct ui *ui, const char *text)
 /* Starts a move (s) or copy (C). */
 void ui_copy_start(struct ui *ui, bool move)
 {
+	if (ui_is_pop3(ui)) {
+		ui_status(ui, "POP3 has no other folders to %s to.", move ? "move" : "copy");
+		return;
+	}
 	ui_copy_is_move = move;
 	ui_prompt(ui, move ? "Move to folder: " : "Copy to folder: ", NULL, false,
 		  ui_copy_prompt_done);
@@ -903,6 +929,16 @@ static void ui_search_done(void *arg, enum imapc_result result, const char *text
 static void ui_search_run(struct ui *ui, const char *pattern, bool limit)
 {
 	char *keys = NULL, *err = NULL;
+	if (ui_is_pop3(ui)) {
+		if (ui_pop3_search(ui, pattern, &err) < 0) {
+			ui_status(ui, "%s", err);
+			free(err);
+			return;
+		}
+		ui_search_is_limit = limit;
+		ui_search_done(ui, IMAPC_OK, "");
+		return;
+	}
 	if (mua_pattern_to_search(pattern, &keys, &err) < 0) {
 		ui_status(ui, "%s", err);
 		free(err);
@@ -954,6 +990,10 @@ static void ui_limit_prompt_done(struct ui *ui, const char *text)
 /* The confirmation of expunge. */
 static void ui_expunge_answer(struct ui *ui, bool yes)
 {
+	if (yes && ui_is_pop3(ui)) {
+		ui_pop3_expunge(ui);
+		return;
+	}
 	if (!yes || ui->cl == NULL || imapc_get_state(ui->cl) != IMAPC_READY)
 		return;
 	imapc_command(ui->cl, "EXPUNGE", NULL, 0, NULL, ui_command_done, ui);
@@ -1045,8 +1085,18 @@ bool ui_index_key(struct ui *ui, int key)
 		if (seq != 0)
 			ui_forward_start(ui);
 		return true;
+	case 'G':
+		if (ui_is_pop3(ui))
+			ui_pop3_poll(ui, true);
+		else if (ui->cl != NULL && imapc_get_state(ui->cl) == IMAPC_READY)
+			imapc_command(ui->cl, "NOOP", NULL, 0, NULL, ui_command_done, ui);
+		else
+			ui_status(ui, "Not connected.");
+		return true;
 	case 'R':
-		if (ui->drafts_folder != NULL && strcmp(ui->folder, ui->drafts_folder) != 0) {
+		if (ui_is_pop3(ui))
+			ui_status(ui, "Postponed messages need an IMAP account (Drafts).");
+		else if (ui->drafts_folder != NULL && strcmp(ui->folder, ui->drafts_folder) != 0) {
 			ui_select_folder(ui, ui->drafts_folder);
 			ui_status(ui, "Postponed messages: choose one and press R.");
 		} else {

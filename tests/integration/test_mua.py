@@ -200,7 +200,8 @@ def test_wrong_password_and_untrusted_certificate(mail):
 class Screen:
     """One mua in a detached tmux session of a private tmux server."""
 
-    def __init__(self, stack, tmp_path, account, body="", width=80, height=24):
+    def __init__(self, stack, tmp_path, account, body="", width=80, height=24, config=None,
+                 term="xterm-256color"):
         self.socket = "mua-" + uuid.uuid4().hex[:10]
         self.name = "s"
         self.err = tmp_path / f"{account.split('@')[0]}.stderr"
@@ -208,9 +209,11 @@ class Screen:
         editor.write_text(EDITOR)
         editor.chmod(0o755)
         self.cwd = tmp_path
+        where = f"--config {config}" if config is not None else f"--dir {stack.dir} {account}"
         cmd = (f"cd {tmp_path} && EDITOR={editor} MUA_TEST_BODY='{body}' "
-               f"ASAN_OPTIONS=detect_leaks=1 TERM=xterm-256color LANG=C.UTF-8 "
-               f"{os.path.join(stack.bin, 'mua')} --dir {stack.dir} {account} "
+               f"XDG_CACHE_HOME={tmp_path}/cache "
+               f"ASAN_OPTIONS=detect_leaks=1 TERM={term} LANG=C.UTF-8 "
+               f"{os.path.join(stack.bin, 'mua')} {where} "
                f"2>{self.err}; echo MUA-EXIT=$?; sleep 60")
         self.tmux("new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height),
                   cmd)
