@@ -133,6 +133,7 @@ struct conn {
 	bool reading;
 	bool quiet;
 	bool mask_next;
+	bool outgoing;     /* we are the client: our lines are the C side */
 	int batch_depth;
 	unsigned refs;
 	char *user;
@@ -141,6 +142,7 @@ struct conn {
 	buf_t in;          /* plaintext received, not yet given to the linereader */
 	size_t in_off;     /* how much of `in` has been processed */
 	buf_t out;         /* written by the protocol, not yet sent (or encrypted) */
+	buf_t transcript_out; /* the start of a line written in pieces, for the transcript */
 	size_t inflight;   /* bytes handed to uv_write, not yet completed */
 
 	tls_session *tls;
@@ -189,14 +191,50 @@ static void conn_enter(conn *c, enum conn_state state)
 	c->state = state;
 }
 
+/* The transcript's direction for data we read ('C') or write ('S'), seen
+ * from the protocol: on an outgoing conn we are the client. */
+static char conn_transcript_dir(const conn *c, char dir)
+{
+	if (!c->outgoing)
+		return dir;
+	return dir == 'C' ? 'S' : 'C';
+}
+
 /* Logs data one line at a time to the transcript. */
 static void conn_transcribe(conn *c, char dir, const char *data, size_t len, bool secret)
 {
 	bool tls = c->tls != NULL && tls_session_established(c->tls);
+	dir = conn_transcript_dir(c, dir);
 	while (len > 0) {
 		const char *lf = memchr(data, '\n', len);
 		size_t n = lf != NULL ? (size_t)(lf - data) + 1 : len;
 		log_transcript(c->proto, c->id, dir, tls, c->user, data, n, secret);
+		data += n;
+		len -= n;
+	}
+}
+
+/* A line longer than this, written in pieces, is logged in parts. */
+#define NET_TRANSCRIPT_PARTIAL_MAX 4096
+
+/* Logs what we write, whole lines only: a reply written in several pieces
+ * (text, then CRLF) is one transcript line. */
+static void conn_transcribe_output(conn *c, const char *data, size_t len)
+{
+	while (len > 0) {
+		const char *lf = memchr(data, '\n', len);
+		size_t n = lf != NULL ? (size_t)(lf - data) + 1 : len;
+		if (lf == NULL && c->transcript_out.len + n < NET_TRANSCRIPT_PARTIAL_MAX) {
+			buf_append(&c->transcript_out, data, n);
+			return;
+		}
+		if (c->transcript_out.len > 0) {
+			buf_append(&c->transcript_out, data, n);
+			conn_transcribe(c, 'S', c->transcript_out.data, c->transcript_out.len, false);
+			buf_reset(&c->transcript_out);
+		} else {
+			conn_transcribe(c, 'S', data, n, false);
+		}
 		data += n;
 		len -= n;
 	}
@@ -221,6 +259,9 @@ static void conn_destroy(conn *c)
 		net_all_conns = c->all_next;
 	if (c->all_next != NULL)
 		c->all_next->all_prev = c->all_prev;
+	if (c->transcript_out.len > 0)
+		conn_transcribe(c, 'S', c->transcript_out.data, c->transcript_out.len, false);
+	buf_free(&c->transcript_out);
 	linereader_free(&c->lr);
 	buf_free(&c->in);
 	buf_free(&c->out);
@@ -300,6 +341,7 @@ static conn *conn_new(uv_loop_t *loop, const char *proto, size_t max_line,
 	linereader_init(&c->lr, max_line);
 	buf_init(&c->in);
 	buf_init(&c->out);
+	buf_init(&c->transcript_out);
 	uv_timer_init(loop, &c->idle_timer);
 	uv_timer_init(loop, &c->command_timer);
 	uv_idle_init(loop, &c->kick);
@@ -446,7 +488,7 @@ static void conn_write_internal(conn *c, const void *data, size_t len, bool quie
 	if (c->state >= CONN_DRAINING || len == 0)
 		return;
 	if (!quiet)
-		conn_transcribe(c, 'S', data, len, false);
+		conn_transcribe_output(c, data, len);
 	buf_append(&c->out, data, len);
 	if (c->batch_depth == 0)
 		conn_schedule(c);
@@ -562,7 +604,7 @@ static void conn_process_input(conn *c)
 			bool secret = c->mask_next;
 			c->mask_next = false;
 			if (!c->quiet || secret)
-				log_transcript(c->proto, c->id, 'C',
+				log_transcript(c->proto, c->id, conn_transcript_dir(c, 'C'),
 					       c->tls != NULL && tls_session_established(c->tls),
 					       c->user, item.data, item.len, secret);
 			if (c->handlers.on_line != NULL)
@@ -1383,6 +1425,7 @@ static void net_connect_cb(uv_connect_t *creq, int status)
 static conn *net_connect_conn(struct net_connect_req *req)
 {
 	conn *c = conn_new(req->loop, req->proto, req->max_line, &req->handlers, req->data);
+	c->outgoing = true;
 	if (req->is_unix)
 		uv_pipe_init(req->loop, &c->h.pipe, 0);
 	else
