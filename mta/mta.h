@@ -9,6 +9,7 @@
  *   lmtp_client.c / smtp_client.c     the two ways out; outbound.c what they share
  *   bounce.c                          RFC 3464 delivery status notifications
  *   user_cache.c                      userdb answers, until users.sqlite changes
+ *   downgrade.c                       8BITMIME to quoted-printable for 7-bit hops
  */
 #ifndef MAILSTACK_MTA_H
 #define MAILSTACK_MTA_H
@@ -216,6 +217,13 @@ enum mail_from_flags {
 /* Appends "MAIL FROM:<addr>" with the parameters the next hop understands. */
 void delivery_mail_from(buf_t *out, const struct delivery *dl, unsigned flags,
 			const char *lifecycle_param);
+
+/* ---- downgrade.c ---- */
+/* An 8BITMIME message made fit for a next hop without 8BITMIME: 0 with *out_r
+ * NULL when it is 7-bit already, 0 with a converted copy (caller frees), or
+ * -1 with *why_r (static text) when it cannot be converted (RFC 6152 3: 5.6.3). */
+int downgrade_to_7bit(const char *msg, size_t len, char **out_r, size_t *out_len_r,
+		      const char **why_r);
 
 /* ---- lmtp_client.c ---- */
 struct lmtp_pool;

@@ -70,6 +70,8 @@ struct smtpc {
 	int64_t size_limit;
 	bool tls_done;
 	bool fault_drop;        /* route drop: hang up after the greeting */
+	char *converted;        /* the body downgraded to 7 bits, or NULL */
+	size_t converted_len;
 	sasl_client *sasl;
 	size_t replies_seen;
 	bool mail_failed;
@@ -117,6 +119,7 @@ static void smtpc_free(struct smtpc *x)
 	free(x->auth_user);
 	free(x->auth_password);
 	free(x->last_error);
+	free(x->converted);
 	free(x->accepted);
 	sasl_client_free(&x->sasl);
 	buf_free(&x->reply.text);
@@ -278,6 +281,18 @@ static void smtpc_begin_transaction(struct smtpc *x)
 		free(text);
 		return;
 	}
+	if (dl->msg->body_8bit && !x->eightbit && x->converted == NULL) {
+		const char *why = NULL;
+		if (downgrade_to_7bit(dl->msg->body, dl->msg->body_len, &x->converted,
+				      &x->converted_len, &why) < 0) {
+			char *text = xasprintf("554 5.6.3 Conversion required but not supported: %s "
+					       "does not support 8BITMIME and %s (RFC 6152 3)",
+					       dl->hop, why);
+			smtpc_fail(x, 554, "5.6.3", text);
+			free(text);
+			return;
+		}
+	}
 	dl->remote_dsn = x->dsn;
 	x->replies_seen = 0;
 	x->mail_failed = false;
@@ -386,7 +401,12 @@ static void smtpc_mail_reply(struct smtpc *x)
 	if (code == 354 && x->accepted_count > 0) {
 		smtpc_enter(x, SMTPC_BODY);
 		conn_set_command_timeout(x->c, 0);
-		body_sender_start(&x->bs, x->c, dl->msg->body, dl->msg->body_len, smtpc_body_sent, x);
+		if (x->converted != NULL)
+			body_sender_start(&x->bs, x->c, x->converted, x->converted_len, smtpc_body_sent,
+					  x);
+		else
+			body_sender_start(&x->bs, x->c, dl->msg->body, dl->msg->body_len,
+					  smtpc_body_sent, x);
 		return;
 	}
 	if (code == 354) {
