@@ -1,15 +1,18 @@
-/* imap_append.c: APPEND (RFC 3501 6.3.11) with UIDPLUS (RFC 4315 APPENDUID),
- * LITERAL+ (7888) and APPENDLIMIT (7889).
+/* imap_append.c: APPEND (RFC 3501 6.3.11) with MULTIAPPEND (RFC 3502), UIDPLUS
+ * (RFC 4315 APPENDUID), LITERAL+ (7888) and APPENDLIMIT (7889).
  *
- * The message literal is never held in memory: when the parser meets the
+ * A message literal is never held in memory: when the parser meets the
  * literal header of an APPEND, imap_append_literal checks the mailbox, flags,
  * date and size first (so a refused message is refused before the client
- * sends it), opens a streaming appender in the store, and the literal's bytes
- * go straight to it. When the command line ends, imap_cmd_append finishes
- * the appender (durable) and answers with the new UID.
+ * sends it), opens a streaming appender in the store (which stages the bytes),
+ * and the literal's bytes go straight to it. MULTIAPPEND repeats this for each
+ * message of the command. When the command line ends, imap_cmd_append
+ * inserts every message in one transaction (all or none, RFC 3502 6.3.11;
+ * durable before the reply) and answers with the new UIDs.
  *
- * States of s->append: NULL -> STREAMING (bytes arriving) -> COMPLETE (all
- * bytes in; or failed with an error kept for the reply) -> NULL at the reply. */
+ * States of s->append: NULL -> STREAMING (message k's bytes arriving) ->
+ * BETWEEN (message k complete; more arguments or the line end follow) ->
+ * STREAMING (message k + 1) ... -> NULL at the reply. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,28 +23,40 @@
 #include "imapd.h"
 #include "log.h"
 
-struct imap_append_ctx {
+/* Messages in one MULTIAPPEND command. */
+#define IMAP_APPEND_MAX_MESSAGES 1000
+
+/* One message of the command. */
+struct imap_append_msg {
 	store_appender *appender;
-	char *folder;
 	char *lifecycle_id;
 	bool has_zone;        /* the client gave a date-time: INTERNALDATE keeps its zone */
 	int zone;
-	uint64_t size;
-	uint64_t received;
-	bool complete;
-	int error;            /* a store error while streaming, or 0 */
+	uint32_t uid;         /* after the insert */
 };
 
-/* Frees the append context, aborting an unfinished appender. */
+struct imap_append_ctx {
+	char *folder;
+	struct imap_append_msg *msgs;
+	size_t count;
+	uint64_t size, received; /* of the message being streamed */
+	bool complete;           /* its last byte arrived */
+	int error;               /* a store error while streaming, or 0 */
+};
+
+/* Frees the append context, aborting unfinished appenders. */
 static void append_free(struct imap_append_ctx **ap)
 {
 	struct imap_append_ctx *a = *ap;
 	if (a == NULL)
 		return;
-	if (a->appender != NULL)
-		store_append_abort(&a->appender);
+	for (size_t i = 0; i < a->count; i++) {
+		if (a->msgs[i].appender != NULL)
+			store_append_abort(&a->msgs[i].appender);
+		free(a->msgs[i].lifecycle_id);
+	}
+	free(a->msgs);
 	free(a->folder);
-	free(a->lifecycle_id);
 	free(a);
 	*ap = NULL;
 }
@@ -89,11 +104,13 @@ static int append_parse_date(const char *text, int64_t *time_r, int *tz_r)
 	return 0;
 }
 
-/* Refuses an APPEND at its literal header: the reply, then the parser reset. */
+/* Refuses an APPEND at a literal header: the reply (the whole command, with
+ * any message already received, is dropped), then the parser reset. */
 static int append_refuse(struct imap_session *s, const char *tag, bool sync, uint64_t size,
 			 const char *status, const char *text)
 {
 	imap_send(s, "%s %s %s", tag, status, text);
+	append_free(&s->append);
 	imap_parser_reset(s->parser);
 	if (!sync) {
 		/* The client sends the bytes anyway: drop them, or hang up if huge. */
@@ -104,9 +121,33 @@ static int append_refuse(struct imap_session *s, const char *tag, bool sync, uin
 			s->discard_left = size;
 			s->input = IMAP_INPUT_DISCARD;
 			conn_read_bytes(s->c, size);
+		} else {
+			s->skip_line = true; /* the rest of the command line follows */
 		}
 	}
 	return -1;
+}
+
+/* The folder of an APPEND, checked as imap_arg_mailbox does; NULL with *why_r. */
+static char *append_folder(const struct imap_arg *mailbox, const char **status_r,
+			   const char **why_r)
+{
+	const char *wire = imap_arg_string(mailbox);
+	char *folder = NULL;
+	if (wire == NULL || !imap_arg_string_clean(mailbox) || imap_utf7_decode(wire, &folder) < 0) {
+		*status_r = "BAD";
+		*why_r = "Invalid mailbox name";
+		return NULL;
+	}
+	if (strncasecmp(folder, "INBOX", 5) == 0 && (folder[5] == '\0' || folder[5] == '/'))
+		memcpy(folder, "INBOX", 5);
+	if (!store_folder_name_valid(folder)) {
+		free(folder);
+		*status_r = "NO";
+		*why_r = "[CANNOT] Invalid mailbox name";
+		return NULL;
+	}
+	return folder;
 }
 
 int imap_append_literal(struct imap_session *s, uint64_t size, bool sync)
@@ -120,13 +161,23 @@ int imap_append_literal(struct imap_session *s, uint64_t size, bool sync)
 	/* Refused before the client sends the message it announced. */
 	if (s->state == IMAP_STATE_NOT_AUTHENTICATED)
 		return append_refuse(s, tag, sync, size, "BAD", "Authenticate first");
-	const struct imap_arg *mailbox = &args[2];
+	struct imap_append_ctx *a = s->append;
+	/* This message's flags and date follow the mailbox, or the last message. */
+	size_t i = 3;
+	if (a != NULL) {
+		for (size_t k = i; k < count; k++) {
+			if (args[k].type == IMAP_ARG_LITERAL_EXTERNAL)
+				i = k + 1;
+		}
+		if (a->count >= IMAP_APPEND_MAX_MESSAGES)
+			return append_refuse(s, tag, sync, size, "NO",
+					     "[LIMIT] Too many messages in one APPEND");
+	}
 	uint32_t flags = 0;
 	char *keywords = NULL;
 	int64_t date = 0;
 	int zone = 0;
 	bool has_zone = false;
-	size_t i = 3;
 	if (i < count && args[i].type == IMAP_ARG_LIST) {
 		if (imap_parse_flags(&args[i], &flags, &keywords) < 0)
 			return append_refuse(s, tag, sync, size, "BAD", "Invalid flags");
@@ -154,49 +205,47 @@ int imap_append_literal(struct imap_session *s, uint64_t size, bool sync)
 		free(keywords);
 		return append_refuse(s, tag, sync, size, "NO", "Empty message");
 	}
-	/* The mailbox name, checked as imap_arg_mailbox does, without finishing a command. */
-	const char *wire = imap_arg_string(mailbox);
-	char *folder = NULL;
-	if (wire == NULL || !imap_arg_string_clean(mailbox) || imap_utf7_decode(wire, &folder) < 0) {
-		free(keywords);
-		return append_refuse(s, tag, sync, size, "BAD", "Invalid mailbox name");
-	}
-	if (strncasecmp(folder, "INBOX", 5) == 0 && (folder[5] == '\0' || folder[5] == '/'))
-		memcpy(folder, "INBOX", 5);
-	if (!store_folder_name_valid(folder)) {
-		free(keywords);
-		free(folder);
-		return append_refuse(s, tag, sync, size, "NO", "[CANNOT] Invalid mailbox name");
+	if (a == NULL) {
+		const char *status = NULL, *why = NULL;
+		char *folder = append_folder(&args[2], &status, &why);
+		if (folder == NULL) {
+			free(keywords);
+			return append_refuse(s, tag, sync, size, status, why);
+		}
+		a = s->append = xcalloc(1, sizeof(*a));
+		a->folder = folder;
 	}
 	if (date == 0)
 		date = (int64_t)time(NULL);
-	struct imap_append_ctx *a = xcalloc(1, sizeof(*a));
-	a->folder = folder;
+	a->msgs = xrealloc(a->msgs, (a->count + 1) * sizeof(*a->msgs));
+	struct imap_append_msg *m = &a->msgs[a->count++];
+	memset(m, 0, sizeof(*m));
+	m->has_zone = has_zone;
+	m->zone = zone;
+	m->lifecycle_id = lifecycle_id_new();
 	a->size = size;
-	a->has_zone = has_zone;
-	a->zone = zone;
-	a->lifecycle_id = lifecycle_id_new();
-	int ret = store_append_start(s->ms->st, folder, size, flags, keywords, date,
-				     a->lifecycle_id, &a->appender);
+	a->received = 0;
+	a->complete = false;
+	int ret = store_append_start(s->ms->st, a->folder, size, flags, keywords, date,
+				     m->lifecycle_id, &m->appender);
 	free(keywords);
 	if (ret < 0) {
-		append_free(&a);
 		if (ret == STORE_ERR_NOTFOUND)
 			return append_refuse(s, tag, sync, size, "NO",
 					     "[TRYCREATE] Mailbox does not exist");
 		return append_refuse(s, tag, sync, size, "NO",
 				     "[UNAVAILABLE] Cannot append now, try again");
 	}
-	s->append = a;
 	return 1;
 }
 
 void imap_append_bytes(struct imap_session *s, const char *data, size_t len, bool last)
 {
 	struct imap_append_ctx *a = s->append;
-	if (a == NULL)
+	if (a == NULL || a->count == 0)
 		return;
-	if (a->error == 0 && len > 0 && store_append_write(a->appender, data, len) < 0)
+	store_appender *appender = a->msgs[a->count - 1].appender;
+	if (a->error == 0 && len > 0 && store_append_write(appender, data, len) < 0)
 		a->error = STORE_ERR_TEMP;
 	a->received += len;
 	if (last) {
@@ -205,10 +254,30 @@ void imap_append_bytes(struct imap_session *s, const char *data, size_t len, boo
 	}
 }
 
+/* Inserts every staged message: one alone is durable by itself; several go
+ * in one transaction, so a failure leaves none of them (RFC 3502). */
+static int append_insert_all(struct imap_session *s, struct imap_append_ctx *a,
+			     uint32_t *uidvalidity_r)
+{
+	store *st = s->ms->st;
+	if (a->count == 1)
+		return store_append_finish(&a->msgs[0].appender, &a->msgs[0].uid, uidvalidity_r);
+	int ret = store_begin(st);
+	for (size_t i = 0; i < a->count && ret == 0; i++)
+		ret = store_append_finish(&a->msgs[i].appender, &a->msgs[i].uid, uidvalidity_r);
+	if (ret == 0)
+		return store_commit(st);
+	store_rollback(st);
+	return ret;
+}
+
 void imap_cmd_append(struct imap_session *s, struct imap_cmd *cmd)
 {
 	struct imap_append_ctx *a = s->append;
-	if (a == NULL || !a->complete || cmd->count < 2 ||
+	size_t literals = 0;
+	for (size_t i = 0; i < cmd->count; i++)
+		literals += cmd->args[i].type == IMAP_ARG_LITERAL_EXTERNAL;
+	if (a == NULL || !a->complete || cmd->count < 2 || literals != a->count ||
 	    cmd->args[cmd->count - 1].type != IMAP_ARG_LITERAL_EXTERNAL) {
 		append_free(&s->append);
 		imap_cmd_finish(s, cmd, "BAD", "APPEND takes a mailbox, flags, a date and a literal");
@@ -219,19 +288,29 @@ void imap_cmd_append(struct imap_session *s, struct imap_cmd *cmd)
 		imap_cmd_finish(s, cmd, "NO", "[UNAVAILABLE] Cannot append now, try again");
 		return;
 	}
-	uint32_t uid = 0, uidvalidity = 0;
-	int ret = store_append_finish(&a->appender, &uid, &uidvalidity);
+	uint32_t uidvalidity = 0;
+	int ret = append_insert_all(s, a, &uidvalidity);
 	if (ret < 0) {
 		append_free(&s->append);
 		imap_cmd_store_error(s, cmd, ret, "Cannot append");
 		return;
 	}
-	/* The store keeps the instant; the zone the client gave is set beside it
-	 * (best effort: a failure only changes how INTERNALDATE is shown). */
-	if (a->has_zone)
-		(void)store_query_set_internal_tz(s->ms->query, a->folder, uid, a->zone);
-	log_event(a->lifecycle_id, "appended", "user", s->user, "proto", "imap", "folder",
-		  a->folder, NULL);
+	buf_t uids = BUF_INIT;
+	uint32_t *list = xmalloc(a->count * sizeof(*list));
+	for (size_t i = 0; i < a->count; i++) {
+		struct imap_append_msg *m = &a->msgs[i];
+		/* The store keeps the instant; the zone the client gave is set beside
+		 * it (best effort: a failure only changes how INTERNALDATE is shown). */
+		if (m->has_zone)
+			(void)store_query_set_internal_tz(s->ms->query, a->folder, m->uid, m->zone);
+		log_event(m->lifecycle_id, "appended", "user", s->user, "proto", "imap", "folder",
+			  a->folder, NULL);
+		list[i] = m->uid;
+	}
+	imap_seqset_format(&uids, list, a->count);
+	free(list);
 	append_free(&s->append);
-	imap_cmd_finish(s, cmd, "OK", "[APPENDUID %u %u] APPEND completed", uidvalidity, uid);
+	imap_cmd_finish(s, cmd, "OK", "[APPENDUID %u %s] APPEND completed", uidvalidity,
+			buf_cstr(&uids));
+	buf_free(&uids);
 }

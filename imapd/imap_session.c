@@ -98,7 +98,7 @@ void imap_capabilities(struct imap_session *s, buf_t *out)
 		}
 		return;
 	}
-	buf_printf(out, " NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE LIST-EXTENDED"
+	buf_printf(out, " NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE LIST-EXTENDED MULTIAPPEND"
 			" LIST-STATUS ESEARCH CONDSTORE APPENDLIMIT=%llu STATUS=SIZE",
 		   (unsigned long long)s->server->max_literal);
 }
@@ -554,6 +554,8 @@ static void session_parse_error(struct imap_session *s, const char *line, size_t
 			s->discard_left = skip;
 			s->input = IMAP_INPUT_DISCARD;
 			conn_read_bytes(s->c, skip);
+		} else {
+			s->skip_line = true; /* the rest of the command line follows */
 		}
 	}
 }

@@ -535,3 +535,34 @@ def test_three_sessions_on_one_mailbox(imap_stack):
     assert c.cmd("SEARCH RECENT") == (["* SEARCH"], "t OK SEARCH completed")
     for r in (a, b, c):
         r.close()
+
+
+def test_multiappend(imap_stack):
+    r = login(imap_stack)
+    m1, m2, m3 = message(1), message(2), message(3)
+    validity = int(r.cmd("STATUS Drafts (UIDVALIDITY)")[0][0].split()[-1].rstrip(")"))
+    # Three messages, each with its own flags and date, synchronising literals.
+    r.send(b"m APPEND Drafts (\\Draft) {%d}\r\n" % len(m1))
+    assert r.line() == "+ Ready for literal data"
+    r.send(m1 + b' (\\Seen) "02-Jan-2020 03:04:05 +0100" {%d}\r\n' % len(m2))
+    assert r.line() == "+ Ready for literal data"
+    r.send(m2 + b" {%d}\r\n" % len(m3))
+    assert r.line() == "+ Ready for literal data"
+    r.send(m3 + b"\r\n")
+    assert r.line() == f"m OK [APPENDUID {validity} 1:3] APPEND completed"
+    r.cmd("EXAMINE Drafts")
+    assert r.cmd("FETCH 1:3 (FLAGS RFC822.SIZE)") == ([
+        f"* 1 FETCH (FLAGS (\\Draft) RFC822.SIZE {len(m1)})",
+        f"* 2 FETCH (FLAGS (\\Seen) RFC822.SIZE {len(m2)})",
+        f"* 3 FETCH (FLAGS () RFC822.SIZE {len(m3)})"], "t OK FETCH completed")
+    assert r.cmd("FETCH 2 INTERNALDATE") == (
+        ['* 2 FETCH (INTERNALDATE "02-Jan-2020 03:04:05 +0100")'], "t OK FETCH completed")
+    # All or none: a bad second message drops the first one too.
+    r.send(b"n APPEND Drafts {%d+}\r\n" % len(m1) + m1 + b" (\\Bogus) {3+}\r\nabc\r\n")
+    assert r.line() == "n BAD Invalid flags"
+    r.send(b"n APPEND Drafts {%d+}\r\n" % len(m1) + m1 + b" {0+}\r\n\r\n")
+    assert r.line() == "n NO Empty message"
+    assert r.cmd("STATUS Drafts (MESSAGES UIDNEXT)") == (
+        ["* STATUS Drafts (MESSAGES 3 UIDNEXT 4)"], "t OK STATUS completed")
+    assert r.cmd("NOOP") == ([], "t OK NOOP completed")
+    r.close()
