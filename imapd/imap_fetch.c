@@ -652,7 +652,7 @@ static void fetch_run(struct imap_session *s)
 				store_reader_close(&f->reader);
 			continue;
 		}
-		uint32_t uid = s->view->uids[f->idx[f->pos]];
+		uint32_t uid = imap_view_uid(s->view, f->idx[f->pos]);
 		if (!f->in_message) {
 			f->cur = fetch_find_msg(f, uid);
 			if (f->cur == NULL || (f->changedsince > 0 && f->cur->modseq <= f->changedsince)) {
@@ -704,9 +704,9 @@ static int fetch_load_msgs(struct imap_session *s, struct imap_fetch_ctx *f)
 	f->wanted = xcalloc(f->msg_count + 1, sizeof(*f->wanted));
 	f->seen_changed = xcalloc(f->msg_count + 1, sizeof(*f->seen_changed));
 	for (size_t i = 0, k = 0; i < f->msg_count; i++) {
-		while (k < f->n && v->uids[f->idx[k]] < f->msgs[i].uid)
+		while (k < f->n && imap_view_uid(v, f->idx[k]) < f->msgs[i].uid)
 			k++;
-		f->wanted[i] = k < f->n && v->uids[f->idx[k]] == f->msgs[i].uid;
+		f->wanted[i] = k < f->n && imap_view_uid(v, f->idx[k]) == f->msgs[i].uid;
 	}
 	return 0;
 }

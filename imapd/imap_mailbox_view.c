@@ -9,7 +9,13 @@
  * expunged message stays in the view, so sequence numbers never shift under
  * the client.
  *
- * Invariants: uids ascend strictly; known_modseq and expunge_modseq only grow;
+ * The UIDs are kept as runs of consecutive values (struct imap_uid_run): a
+ * lookup by index or by UID is a binary search over the runs, an expunge
+ * shortens or splits one run.
+ *
+ * Invariants: UIDs ascend strictly; runs are non-empty and ascending, and
+ * run[i].start is the sum of the lengths before it; known_modseq and
+ * expunge_modseq only grow;
  * a change with MODSEQ above known_modseq that was already reported (by this
  * sync or by this session's own STORE) is listed in `reported` so it is not
  * reported twice. */
@@ -25,19 +31,11 @@ void imap_view_free(struct imap_view **vp)
 	if (v == NULL)
 		return;
 	free(v->folder);
-	free(v->uids);
+	free(v->runs);
 	free(v->recent_uids);
 	free(v->reported);
 	free(v);
 	*vp = NULL;
-}
-
-static size_t uid_lower_bound(const uint32_t *uids, size_t count, uint32_t uid);
-
-long imap_view_find_uid(const struct imap_view *v, uint32_t uid)
-{
-	size_t lo = uid_lower_bound(v->uids, v->count, uid);
-	return lo < v->count && v->uids[lo] == uid ? (long)lo : -1;
 }
 
 /* The index of the first element >= uid in an ascending array. */
@@ -54,20 +52,125 @@ static size_t uid_lower_bound(const uint32_t *uids, size_t count, uint32_t uid)
 	return lo;
 }
 
+/* The run holding an index (< count). */
+static size_t view_run_of_index(const struct imap_view *v, size_t index)
+{
+	size_t lo = 0, hi = v->run_count;
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (v->runs[mid].start <= index)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* The first run whose last UID is >= uid (run_count when none). */
+static size_t view_run_of_uid(const struct imap_view *v, uint32_t uid)
+{
+	size_t lo = 0, hi = v->run_count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if ((uint64_t)v->runs[mid].first + v->runs[mid].len - 1 < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+uint32_t imap_view_uid(const struct imap_view *v, size_t index)
+{
+	const struct imap_uid_run *r = &v->runs[view_run_of_index(v, index)];
+	return r->first + (uint32_t)(index - r->start);
+}
+
+uint32_t imap_view_last_uid(const struct imap_view *v)
+{
+	if (v->run_count == 0)
+		return 0;
+	const struct imap_uid_run *r = &v->runs[v->run_count - 1];
+	return r->first + r->len - 1;
+}
+
+/* The first index whose UID is >= uid (count when none). */
+static size_t view_lower_bound(const struct imap_view *v, uint32_t uid)
+{
+	size_t r = view_run_of_uid(v, uid);
+	if (r == v->run_count)
+		return v->count;
+	const struct imap_uid_run *run = &v->runs[r];
+	return run->start + (uid > run->first ? uid - run->first : 0);
+}
+
+long imap_view_find_uid(const struct imap_view *v, uint32_t uid)
+{
+	size_t r = view_run_of_uid(v, uid);
+	if (r == v->run_count || uid < v->runs[r].first)
+		return -1;
+	return (long)(v->runs[r].start + (uid - v->runs[r].first));
+}
+
 bool imap_view_is_recent(const struct imap_view *v, uint32_t uid)
 {
 	size_t i = uid_lower_bound(v->recent_uids, v->recent_len, uid);
 	return i < v->recent_len && v->recent_uids[i] == uid;
 }
 
-/* Appends a UID at the end of the view. */
+/* Appends a UID (above every other) at the end of the view. */
 static void view_push_uid(struct imap_view *v, uint32_t uid)
 {
-	if (v->count == v->cap) {
-		v->cap = v->cap == 0 ? 64 : v->cap * 2;
-		v->uids = xrealloc(v->uids, v->cap * sizeof(*v->uids));
+	if (v->run_count > 0) {
+		struct imap_uid_run *last = &v->runs[v->run_count - 1];
+		if ((uint64_t)last->first + last->len == uid) {
+			last->len++;
+			v->count++;
+			return;
+		}
 	}
-	v->uids[v->count++] = uid;
+	if (v->run_count == v->run_cap) {
+		v->run_cap = v->run_cap == 0 ? 4 : v->run_cap * 2;
+		v->runs = xrealloc(v->runs, v->run_cap * sizeof(*v->runs));
+	}
+	v->runs[v->run_count++] = (struct imap_uid_run){.first = uid, .len = 1, .start = v->count};
+	v->count++;
+}
+
+/* Removes the message at an index: its run shrinks, or splits in two. */
+static void view_remove_index(struct imap_view *v, size_t index)
+{
+	size_t r = view_run_of_index(v, index);
+	struct imap_uid_run *run = &v->runs[r];
+	size_t off = index - run->start;
+	if (run->len == 1) {
+		memmove(run, run + 1, (v->run_count - r - 1) * sizeof(*run));
+		v->run_count--;
+	} else if (off == 0) {
+		run->first++;
+		run->len--;
+		r++;
+	} else if (off == run->len - 1) {
+		run->len--;
+		r++;
+	} else {
+		if (v->run_count == v->run_cap) {
+			v->run_cap *= 2;
+			v->runs = xrealloc(v->runs, v->run_cap * sizeof(*v->runs));
+			run = &v->runs[r];
+		}
+		memmove(run + 2, run + 1, (v->run_count - r - 1) * sizeof(*run));
+		v->run_count++;
+		run[1] = (struct imap_uid_run){.first = run->first + (uint32_t)off + 1,
+					       .len = run->len - (uint32_t)off - 1,
+					       .start = run->start + off};
+		run->len = (uint32_t)off;
+		r += 2;
+	}
+	/* The runs after it start one index earlier. */
+	for (size_t i = r; i < v->run_count; i++)
+		v->runs[i].start--;
+	v->count--;
 }
 
 /* Marks a UID as \Recent for this session; UIDs come in ascending order. */
@@ -118,8 +221,7 @@ void imap_view_expunged(struct imap_session *s, uint32_t uid)
 	if (idx < 0)
 		return;
 	imap_send(s, "* %ld EXPUNGE", idx + 1);
-	memmove(&v->uids[idx], &v->uids[idx + 1], (v->count - (size_t)idx - 1) * sizeof(*v->uids));
-	v->count--;
+	view_remove_index(v, (size_t)idx);
 	size_t r = uid_lower_bound(v->recent_uids, v->recent_len, uid);
 	if (r < v->recent_len && v->recent_uids[r] == uid) {
 		memmove(&v->recent_uids[r], &v->recent_uids[r + 1],
@@ -165,7 +267,7 @@ void imap_view_sync(struct imap_session *s, bool allow_expunge)
 			continue;
 		long idx = imap_view_find_uid(v, m->uid);
 		if (idx < 0 || (size_t)idx >= old_count) {
-			if (idx < 0 && (v->count == 0 || m->uid > v->uids[v->count - 1])) {
+			if (idx < 0 && (v->count == 0 || m->uid > imap_view_last_uid(v))) {
 				view_push_uid(v, m->uid);
 				if (m->recent && !v->readonly) {
 					view_add_recent(v, m->uid);
@@ -226,13 +328,14 @@ int imap_view_resolve(struct imap_view *v, const char *set_text, bool uid, size_
 	if (imap_seqset_parse(set_text, &set, err_r) < 0)
 		return -1;
 	unsigned char *mark = xcalloc(v->count / 8 + 1, 1);
-	uint32_t star = uid ? (v->count > 0 ? v->uids[v->count - 1] : 0) : (uint32_t)v->count;
+	uint32_t star = uid ? imap_view_last_uid(v) : (uint32_t)v->count;
 	for (size_t r = 0; r < set.count; r++) {
 		uint32_t lo, hi;
 		imap_seqrange_resolve(&set.ranges[r], star, &lo, &hi);
 		if (uid) {
 			/* UID ranges may name UIDs that do not exist: they match nothing. */
-			for (size_t i = uid_lower_bound(v->uids, v->count, lo); i < v->count && v->uids[i] <= hi; i++)
+			for (size_t i = view_lower_bound(v, lo); i < v->count && imap_view_uid(v, i) <= hi;
+			     i++)
 				mark[i / 8] |= (unsigned char)(1u << (i % 8));
 			continue;
 		}
@@ -277,12 +380,12 @@ int imap_view_load_msgs(struct imap_session *s, const size_t *idx, size_t n,
 	if (n == 0)
 		return 0;
 	if (n > VIEW_SPARSE_MAX)
-		return store_query_msgs(q, v->folder, v->uids[idx[0]], v->uids[idx[n - 1]], list_r,
-					count_r);
+		return store_query_msgs(q, v->folder, imap_view_uid(v, idx[0]),
+					imap_view_uid(v, idx[n - 1]), list_r, count_r);
 	struct store_msg *list = xcalloc(n, sizeof(*list));
 	size_t count = 0;
 	for (size_t i = 0; i < n; i++) {
-		uint32_t uid = v->uids[idx[i]];
+		uint32_t uid = imap_view_uid(v, idx[i]);
 		struct store_msg *one = NULL;
 		size_t got = 0;
 		int ret = store_query_msgs(q, v->folder, uid, uid, &one, &got);
@@ -370,9 +473,8 @@ static void view_select(struct imap_session *s, struct imap_cmd *cmd, bool reado
 	v->uidvalidity = f.uidvalidity;
 	v->known_modseq = f.highestmodseq;
 	v->expunge_modseq = f.highestmodseq;
-	v->uids = uids;
-	v->count = count;
-	v->cap = count;
+	for (size_t i = 0; i < count; i++)
+		view_push_uid(v, uids[i]);
 	/* \Recent messages are the newest ones (those from the folder's first
 	 * recent UID on), so they are the last f.recent of the map. */
 	if (!readonly && f.recent > 0) {
@@ -386,6 +488,7 @@ static void view_select(struct imap_session *s, struct imap_cmd *cmd, bool reado
 		long idx = imap_view_find_uid(v, unseen_uid);
 		first_unseen = idx >= 0 ? (size_t)idx + 1 : 0;
 	}
+	free(uids);
 	if (!readonly && v->recent_len > 0)
 		(void)store_folder_clear_recent(st, name);
 	s->view = v;

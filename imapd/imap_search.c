@@ -685,8 +685,8 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 	size_t hdr_count = 0;
 	int ret = 0;
 	if ((need & NEED_MSG) && v->count > 0)
-		ret = store_query_msgs(s->ms->query, v->folder, v->uids[0], v->uids[v->count - 1],
-				       &msgs, &msg_count);
+		ret = store_query_msgs(s->ms->query, v->folder, imap_view_uid(v, 0),
+				       imap_view_last_uid(v), &msgs, &msg_count);
 	if (ret == 0 && (need & NEED_HEADERS) &&
 	    store_msg_headers_list(s->ms->st, v->folder, &hdrs, &hdr_count) < 0)
 		hdr_count = 0;
@@ -700,7 +700,7 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 	uint64_t max_modseq = 0;
 	size_t mi = 0, hi = 0;
 	for (size_t i = 0; i < v->count; i++) {
-		uint32_t uid = v->uids[i];
+		uint32_t uid = imap_view_uid(v, i);
 		const struct store_msg *m = NULL;
 		if (need & NEED_MSG) {
 			while (mi < msg_count && msgs[mi].uid < uid)
@@ -718,7 +718,7 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 			.h = hi < hdr_count && hdrs[hi].uid == uid ? &hdrs[hi] : NULL,
 			.seq = (uint32_t)(i + 1),
 			.star_seq = (uint32_t)v->count,
-			.star_uid = v->uids[v->count - 1],
+			.star_uid = imap_view_last_uid(v),
 		};
 		bool match = search_eval(root, &sm);
 		free(sm.header);

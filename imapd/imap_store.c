@@ -178,7 +178,7 @@ void imap_cmd_store(struct imap_session *s, struct imap_cmd *cmd)
 	bool *done = xcalloc(n + 1, sizeof(*done));
 	int failure = store_begin(s->ms->st);
 	for (size_t i = 0, b = 0; i < n && failure == 0; i++) {
-		uint32_t uid = v->uids[idx[i]];
+		uint32_t uid = imap_view_uid(v, idx[i]);
 		while (b < before_count && before[b].uid < uid)
 			b++;
 		if (b == before_count || before[b].uid != uid)
@@ -210,7 +210,7 @@ void imap_cmd_store(struct imap_session *s, struct imap_cmd *cmd)
 	}
 	buf_t b = BUF_INIT;
 	for (size_t i = 0, bi = 0, ai = 0; i < n; i++) {
-		uint32_t uid = v->uids[idx[i]];
+		uint32_t uid = imap_view_uid(v, idx[i]);
 		while (bi < before_count && before[bi].uid < uid)
 			bi++;
 		while (ai < after_count && after[ai].uid < uid)
@@ -305,7 +305,7 @@ static void store_copy_or_move(struct imap_session *s, struct imap_cmd *cmd, boo
 	store_folder_free(&f);
 	uint32_t *src = xmalloc((n + 1) * sizeof(*src));
 	for (size_t i = 0; i < n; i++)
-		src[i] = v->uids[idx[i]];
+		src[i] = imap_view_uid(v, idx[i]);
 	free(idx);
 	if (n == 0) {
 		free(src);
@@ -375,7 +375,7 @@ void imap_cmd_expunge(struct imap_session *s, struct imap_cmd *cmd)
 		}
 		only = xmalloc((only_count + 1) * sizeof(*only));
 		for (size_t i = 0; i < only_count; i++)
-			only[i] = v->uids[idx[i]];
+			only[i] = imap_view_uid(v, idx[i]);
 		free(idx);
 	}
 	if (!store_check_writable(s, cmd)) {

@@ -566,3 +566,52 @@ def test_multiappend(imap_stack):
         ["* STATUS Drafts (MESSAGES 3 UIDNEXT 4)"], "t OK STATUS completed")
     assert r.cmd("NOOP") == ([], "t OK NOOP completed")
     r.close()
+
+
+def test_sequence_numbers_follow_scattered_expunges(imap_stack):
+    """The view keeps UIDs as runs: expunges at the start, the end and in the
+    middle of runs, by this session and by another, keep every sequence
+    number and UID lookup exact."""
+    a = login(imap_stack)
+    b = login(imap_stack)
+    for n in range(1, 21):
+        append(a, message(n))
+    a.cmd("SELECT INBOX")
+    b.cmd("SELECT INBOX")
+    live = list(range(1, 21))
+
+    def check(r):
+        lines, tagged = r.cmd("FETCH 1:* UID")
+        assert lines == [f"* {i + 1} FETCH (UID {u})" for i, u in enumerate(live)]
+        assert r.cmd("UID SEARCH UID 5:12") == (
+            ["* SEARCH" + "".join(f" {u}" for u in live if 5 <= u <= 12)],
+            "t OK UID SEARCH completed")
+        assert r.cmd("SEARCH UID 5:12") == (
+            ["* SEARCH" + "".join(f" {i + 1}" for i, u in enumerate(live) if 5 <= u <= 12)],
+            "t OK SEARCH completed")
+
+    for gone in ([7], [8, 3], [15, 1, 20], [2, 4, 5, 6]):
+        uids = ",".join(map(str, gone))
+        assert b.cmd(f"UID STORE {uids} +FLAGS.SILENT (\\Deleted)") == ([], "t OK STORE completed")
+        lines, tagged = b.cmd(f"UID EXPUNGE {uids}")
+        assert tagged == "t OK EXPUNGE completed"
+        # Each EXPUNGE counts the ones before it (RFC 3501 7.4.1), in UID order.
+        expected = []
+        view = list(live)
+        for u in sorted(gone):
+            expected.append(f"* {view.index(u) + 1} EXPUNGE")
+            view.remove(u)
+        assert lines == expected
+        lines, tagged = a.cmd("NOOP")
+        assert lines == expected and tagged == "t OK NOOP completed"
+        live = view
+        check(a)
+        check(b)
+    # New messages after the gaps extend the view.
+    append(b, message(21), untagged=[])
+    live.append(21)
+    a.cmd("NOOP")
+    check(a)
+    assert a.cmd("FETCH * UID") == ([f"* {len(live)} FETCH (UID 21)"], "t OK FETCH completed")
+    a.close()
+    b.close()
