@@ -72,6 +72,7 @@ struct imapc {
 	imap_parser *parser;
 	bool in_data;
 	char *caps;            /* " IMAP4REV1 IDLE ... " upper-cased, spaces around */
+	uint32_t uidvalidity;  /* from the last SELECT/EXAMINE's [UIDVALIDITY n], 0 = none */
 	struct imapc_cmd *queue_head, *queue_tail;
 	struct imapc_cmd *running;
 	unsigned tag_counter;
@@ -171,9 +172,12 @@ bool imapc_has_capability(const imapc *cl, const char *cap)
 	return found;
 }
 
-/* Picks up "[CAPABILITY ...]" in a status response's text. */
+/* Picks up "[CAPABILITY ...]" and "[UIDVALIDITY n]" in a status response's text. */
 static void imapc_scan_resp_code(imapc *cl, const char *text)
 {
+	const char *uv = strstr(text, "[UIDVALIDITY ");
+	if (uv != NULL)
+		cl->uidvalidity = (uint32_t)strtoul(uv + strlen("[UIDVALIDITY "), NULL, 10);
 	const char *p = strstr(text, "[CAPABILITY ");
 	if (p != NULL) {
 		p += strlen("[CAPABILITY ");
@@ -222,6 +226,20 @@ static void imapc_send(imapc *cl, struct imapc_cmd *cmd)
 static void imapc_send_internal(imapc *cl, enum imapc_cmd_kind kind, const char *text)
 {
 	imapc_send(cl, imapc_cmd_new(kind, text));
+}
+
+/* Logged in: READY, with an ID (RFC 2971) first when the server takes one. */
+static void imapc_become_ready(imapc *cl)
+{
+	if (imapc_has_capability(cl, "ID")) {
+		struct imapc_cmd *cmd = imapc_cmd_new(CMD_USER, "ID (\"name\" \"mailstack-mua\" "
+						      "\"version\" \"0.1\")");
+		cmd->next = cl->queue_head;
+		cl->queue_head = cmd;
+		if (cl->queue_tail == NULL)
+			cl->queue_tail = cmd;
+	}
+	imapc_enter(cl, IMAPC_READY, NULL);
 }
 
 /* Starts logging in: AUTHENTICATE PLAIN (with SASL-IR when offered) or LOGIN. */
@@ -342,7 +360,7 @@ static void imapc_tagged(imapc *cl, const char *status, const char *text)
 		if (cl->state == IMAPC_STARTTLS || cl->state == IMAPC_GREETING)
 			imapc_after_greeting(cl);
 		else if (cl->state == IMAPC_AUTH)
-			imapc_enter(cl, IMAPC_READY, NULL);
+			imapc_become_ready(cl);
 		break;
 	case CMD_AUTH:
 		sasl_client_free(&cl->sasl);
@@ -359,7 +377,7 @@ static void imapc_tagged(imapc *cl, const char *status, const char *text)
 			imapc_send_internal(cl, CMD_CAPABILITY, "CAPABILITY");
 			return;
 		}
-		imapc_enter(cl, IMAPC_READY, NULL);
+		imapc_become_ready(cl);
 		break;
 	case CMD_IDLE:
 		cl->idling = false;
@@ -504,7 +522,7 @@ static void imapc_on_line(conn *c, char *line, size_t len, bool crlf)
 			}
 			if (cl->state == IMAPC_GREETING) {
 				if (word_is(word, "PREAUTH"))
-					imapc_enter(cl, IMAPC_READY, NULL);
+					imapc_become_ready(cl);
 				else if (word_is(word, "OK") && strstr(word, "[CAPABILITY ") != NULL)
 					imapc_after_greeting(cl);
 				else if (word_is(word, "OK"))
@@ -836,6 +854,11 @@ void imapc_set_idle(imapc *cl, bool on)
 	cl->idle_enabled = on;
 }
 
+uint32_t imapc_uidvalidity(const imapc *cl)
+{
+	return cl->uidvalidity;
+}
+
 enum imapc_state imapc_get_state(const imapc *cl)
 {
 	return cl->state;
@@ -863,8 +886,10 @@ void imapc_command(imapc *cl, const char *text, const char *literal, size_t lite
 		imapc_cmd_free(&cmd);
 		return;
 	}
-	if (cmd->selects)
+	if (cmd->selects) {
 		cl->selected = false;
+		cl->uidvalidity = 0;
+	}
 	if (cl->queue_tail != NULL)
 		cl->queue_tail->next = cmd;
 	else

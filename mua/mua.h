@@ -136,6 +136,8 @@ void imapc_set_reconnect(imapc *cl, bool on);
 /* Use IDLE while nothing is queued and a folder is selected. */
 void imapc_set_idle(imapc *cl, bool on);
 enum imapc_state imapc_get_state(const imapc *cl);
+/* The UIDVALIDITY of the folder selected last (0 before its SELECT answered). */
+uint32_t imapc_uidvalidity(const imapc *cl);
 bool imapc_has_capability(const imapc *cl, const char *cap);
 /* Queues a command (text without tag and CRLF). literal, when not NULL, is
  * sent as the command's one literal where the text has "{}" at its end. */

@@ -16,6 +16,7 @@
 #include "buffer.h"
 #include "compose.h"
 #include "mua.h"
+#include "mutf7.h"
 
 #define SCRIPT_MAX_BODY (50 * 1024 * 1024)
 
@@ -614,7 +615,9 @@ int mua_script_list(uv_loop_t *loop, struct mua_account *a, int argc, char **arg
 		return EX_UNAVAILABLE;
 	}
 	int rc = EX_OK;
-	char *quoted = imapc_quote(folder);
+	char *wire = mutf7_encode(folder);
+	char *quoted = imapc_quote(wire);
+	free(wire);
 	char *cmd = xasprintf("EXAMINE %s", quoted);
 	char *text = NULL;
 	if (script_imap_run(loop, cl, cmd, NULL, 0, NULL, NULL, &text) != IMAPC_OK) {
@@ -689,7 +692,9 @@ int mua_script_read(uv_loop_t *loop, struct mua_account *a, int argc, char **arg
 		return EX_UNAVAILABLE;
 	}
 	int rc = EX_OK;
-	char *quoted = imapc_quote(folder);
+	char *wire = mutf7_encode(folder);
+	char *quoted = imapc_quote(wire);
+	free(wire);
 	char *cmd = xasprintf("SELECT %s", quoted);
 	char *text = NULL;
 	struct read_result rr = {0};

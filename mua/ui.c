@@ -22,6 +22,7 @@
 
 #include "buffer.h"
 #include "log.h"
+#include "mutf7.h"
 #include "ui.h"
 
 #define UI_TRANSCRIPT_ROWS_MIN 5
@@ -102,6 +103,69 @@ int ui_put(int y, int x, int width, const char *text, bool pad)
 	if (pad)
 		for (; used < width; used++)
 			addch(' ');
+	return used;
+}
+
+/* Columns of the first n bytes of UTF-8 text (invalid bytes count one). */
+static int ui_text_width(const char *text, size_t n)
+{
+	mbstate_t st;
+	memset(&st, 0, sizeof(st));
+	int cols = 0;
+	size_t pos = 0;
+	while (pos < n) {
+		wchar_t wc;
+		size_t k = mbrtowc(&wc, text + pos, n - pos, &st);
+		if (k == (size_t)-1 || k == (size_t)-2 || k == 0) {
+			memset(&st, 0, sizeof(st));
+			k = 1;
+			cols++;
+		} else {
+			int w = wcwidth(wc);
+			cols += w < 0 ? 1 : w;
+		}
+		pos += k;
+	}
+	return cols;
+}
+
+/* Writes text over up to `rows` lines from y, breaking at blanks (a word
+ * wider than the screen is cut where it must be); returns the lines used. */
+int ui_put_wrapped(int y, int rows, const char *text)
+{
+	int used = 0;
+	const char *p = text;
+	while (*p != '\0' && used < rows) {
+		while (*p == ' ')
+			p++;
+		/* Take words while they fit. */
+		const char *end = p, *q = p;
+		while (*q != '\0') {
+			const char *word_end = q + strcspn(q, " ");
+			if (ui_text_width(p, (size_t)(word_end - p)) > COLS)
+				break;
+			end = word_end;
+			q = word_end + strspn(word_end, " ");
+		}
+		if (end == p) {
+			/* One word wider than the screen: as many characters as fit. */
+			size_t n = 0;
+			while (p[n] != '\0' && p[n] != ' ') {
+				size_t k = 1;
+				while (((unsigned char)p[n + k] & 0xc0) == 0x80)
+					k++;
+				if (ui_text_width(p, n + k) > COLS)
+					break;
+				n += k;
+			}
+			end = p + (n > 0 ? n : 1);
+		}
+		char *line = xstrndup(p, (size_t)(end - p));
+		ui_put(y + used, 0, COLS, line, true);
+		free(line);
+		used++;
+		p = end;
+	}
 	return used;
 }
 
@@ -335,17 +399,19 @@ static void ui_status_bar(struct ui *ui, int y)
 			unseen += !(ui->msgs[i]->flags & UF_SEEN);
 			deleted += (ui->msgs[i]->flags & UF_DELETED) != 0;
 		}
+	char *folder = ui->folder != NULL ? mutf7_display(ui->folder) : xstrdup("-");
 	if (ui->screen == SCR_PAGER && ui->view != NULL)
 		snprintf(bar, sizeof(bar), "-*- %s: %s  message %u/%u %s-- %s",
-			 ui->account->address, ui->folder != NULL ? ui->folder : "-", ui->view_seq,
+			 ui->account->address, folder, ui->view_seq,
 			 ui->exists, ui->view_is_preview ? "(preview) " : "",
 			 ui_conn_names[ui->conn_state]);
 	else
 		snprintf(bar, sizeof(bar), "-*- %s: %s [Msgs:%u New:%u Del:%u]%s%s (%s) -- %s",
-			 ui->account->address, ui->folder != NULL ? ui->folder : "-", ui->exists,
+			 ui->account->address, folder, ui->exists,
 			 unseen, deleted, ui->limited ? " Lim:" : "",
 			 ui->limited ? ui->limit_pattern : "", ui->threaded ? "threads" : "date",
 			 ui_conn_names[ui->conn_state]);
+	free(folder);
 	attron(A_REVERSE);
 	ui_put(y, 0, COLS, bar, true);
 	attroff(A_REVERSE);
@@ -570,6 +636,7 @@ static void ui_on_state(void *arg, enum imapc_state state, const char *msg)
 			  ui->account->read_port);
 		break;
 	case IMAPC_READY:
+		ui->conn_error[0] = '\0';
 		ui_status(ui, "Connected to %s:%d as %s.", ui->account->read_host,
 			  ui->account->read_port, ui->account->login);
 		ui_on_ready(ui);
@@ -582,8 +649,10 @@ static void ui_on_state(void *arg, enum imapc_state state, const char *msg)
 		for (uint32_t i = 0; i < ui->exists; i++)
 			if (ui->msgs[i] != NULL)
 				ui->msgs[i]->pending = false;
-		if (msg != NULL)
+		if (msg != NULL) {
 			ui_status(ui, "%s", msg);
+			snprintf(ui->conn_error, sizeof(ui->conn_error), "%s", msg);
+		}
 		break;
 	default:
 		break;

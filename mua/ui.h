@@ -45,7 +45,8 @@ struct ui_msg {
 };
 
 struct ui_folder {
-	char *name;
+	char *name;       /* as on the wire (modified UTF-7) */
+	char *display;    /* UTF-8, for the screen */
 	char *special;    /* "\\Sent" ... or NULL */
 	uint32_t total, unseen;
 };
@@ -88,10 +89,15 @@ struct ui {
 	bool dirty, quit;
 	enum ui_screen screen, return_screen;
 	char status[512];
+	char conn_error[512];  /* why the connection is down (shown whole on an empty index) */
 	bool show_transcript;
 	size_t transcript_scroll;
 	/* folder and index */
 	char *folder;
+	uint32_t uidvalidity;  /* of the folder as cached; 0 = unknown */
+	struct ui_msg **stash; /* the cache kept over a reconnect, sorted by UID */
+	size_t stash_count;
+	uint32_t stash_uidvalidity;
 	bool selecting, selected;
 	uint32_t exists;
 	struct ui_msg **msgs;
@@ -153,6 +159,8 @@ void ui_question(struct ui *ui, const char *label, ui_question_cb *done);
 /* Writes UTF-8 text at (y, x) in at most `width` columns, padding with blanks
  * when pad; returns the columns used. */
 int ui_put(int y, int x, int width, const char *text, bool pad);
+/* Writes text wrapped at blanks over at most rows lines from y; returns lines used. */
+int ui_put_wrapped(int y, int rows, const char *text);
 void ui_remember_address(struct ui *ui, const char *addr);
 /* Rows of the screen left for content (without bars and the transcript pane). */
 int ui_content_rows(const struct ui *ui);
@@ -182,6 +190,8 @@ void ui_set_flag(struct ui *ui, uint32_t seq, unsigned flag, bool on);
 void ui_index_free(struct ui *ui);
 /* Empties the message cache, threads and limits (a new folder or maildrop). */
 void ui_index_reset(struct ui *ui);
+/* Frees the cache kept over a reconnect. */
+void ui_stash_free(struct ui *ui);
 /* Orders the rows as threads from the cached header fields. */
 void ui_thread_compute(struct ui *ui);
 /* Asks for a folder and moves (s) or copies (C) the current message there. */

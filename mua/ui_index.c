@@ -16,6 +16,7 @@
 
 #include "buffer.h"
 #include "header.h"
+#include "mutf7.h"
 #include "ui.h"
 
 #define UI_THREAD_BATCH 1000
@@ -70,12 +71,15 @@ void ui_index_reset(struct ui *ui)
 /* Frees everything the index holds. */
 void ui_index_free(struct ui *ui)
 {
+	ui_stash_free(ui);
+	ui->uidvalidity = 0;
 	ui_index_reset(ui);
 	free(ui->msgs);
 	ui->msgs = NULL;
 	ui->msgs_cap = 0;
 	for (size_t i = 0; i < ui->folder_count; i++) {
 		free(ui->folders[i].name);
+		free(ui->folders[i].display);
 		free(ui->folders[i].special);
 	}
 	free(ui->folders);
@@ -351,6 +355,81 @@ void ui_on_expunge(void *arg, uint32_t seq)
 
 /* ---- selecting a folder ---- */
 
+static void ui_thread_fetch_next(struct ui *ui);
+
+static int ui_msg_uid_compare(const void *a, const void *b)
+{
+	const struct ui_msg *x = *(const struct ui_msg *const *)a, *y = *(const struct ui_msg *const *)b;
+	return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
+/* Keeps the cached messages of the folder aside (by UID) before it is selected again. */
+static void ui_stash_cache(struct ui *ui)
+{
+	ui_stash_free(ui);
+	ui->stash = xmalloc(((size_t)ui->exists + 1) * sizeof(*ui->stash));
+	for (uint32_t i = 0; i < ui->exists; i++) {
+		struct ui_msg *m = ui->msgs[i];
+		if (m != NULL && m->uid != 0 && (m->have || m->have_thread)) {
+			ui->stash[ui->stash_count++] = m;
+			ui->msgs[i] = NULL;
+		}
+	}
+	qsort(ui->stash, ui->stash_count, sizeof(*ui->stash), ui_msg_uid_compare);
+	ui->stash_uidvalidity = ui->uidvalidity;
+}
+
+/* Forgets the stash. */
+void ui_stash_free(struct ui *ui)
+{
+	for (size_t i = 0; i < ui->stash_count; i++)
+		ui_msg_free(&ui->stash[i]);
+	free(ui->stash);
+	ui->stash = NULL;
+	ui->stash_count = 0;
+}
+
+/* UID FLAGS of every message after a reselect: stashed messages go back in place. */
+static void ui_restore_untagged(void *arg, const char *name, uint32_t number,
+				const struct imap_arg *args, size_t count)
+{
+	struct ui *ui = arg;
+	if (strcasecmp(name, "FETCH") != 0 || count < 1 || args[0].type != IMAP_ARG_LIST)
+		return;
+	const struct imap_arg *a = mua_fetch_item(&args[0], "UID");
+	uint32_t uid = a != NULL && imap_arg_string(a) != NULL ?
+		       (uint32_t)strtoul(imap_arg_string(a), NULL, 10) : 0;
+	if (uid != 0 && number >= 1 && number <= ui->exists && ui->stash_count > 0) {
+		struct ui_msg key = {.uid = uid}, *kp = &key;
+		struct ui_msg **found = bsearch(&kp, ui->stash, ui->stash_count, sizeof(*ui->stash),
+						ui_msg_uid_compare);
+		if (found != NULL && *found != NULL) {
+			ui_msg_free(&ui->msgs[number - 1]);
+			ui->msgs[number - 1] = *found;
+			(*found)->pending = false;
+			/* A hole, so that the array stays sorted for the next searches. */
+			*found = xcalloc(1, sizeof(struct ui_msg));
+			(*found)->uid = uid;
+		}
+	}
+	ui_on_fetch(ui, number, &args[0]);
+}
+
+/* The stash is back in place: fetch what is still missing. */
+static void ui_restore_done(void *arg, enum imapc_result result, const char *text)
+{
+	struct ui *ui = arg;
+	size_t kept = 0;
+	for (uint32_t i = 0; i < ui->exists; i++)
+		kept += ui->msgs[i] != NULL && ui->msgs[i]->have;
+	mua_transcript_note("UIDVALIDITY %u unchanged: %zu cached messages kept", ui->uidvalidity,
+			    kept);
+	ui_stash_free(ui);
+	ui->dirty = true;
+	if (result == IMAPC_OK)
+		ui_thread_fetch_next(ui);
+}
+
 /* SELECT finished. */
 static void ui_select_done(void *arg, enum imapc_result result, const char *text)
 {
@@ -364,15 +443,36 @@ static void ui_select_done(void *arg, enum imapc_result result, const char *text
 	ui->selected = true;
 	size_t rows = ui_row_count(ui);
 	ui->cursor = rows > 0 ? rows - 1 : 0;
-	/* Start at the first unread message when one is known later; the last for now. */
-	ui_thread_fetch_next(ui);
+	/* RFC 3501 2.3.1.1: UIDs stay valid only while UIDVALIDITY does. */
+	uint32_t uidvalidity = imapc_uidvalidity(ui->cl);
+	bool restore = ui->stash != NULL && uidvalidity != 0 &&
+		       uidvalidity == ui->stash_uidvalidity && ui->exists > 0;
+	if (ui->stash != NULL && !restore && ui->stash_uidvalidity != 0 && uidvalidity != 0 &&
+	    uidvalidity != ui->stash_uidvalidity)
+		ui_status(ui, "UIDVALIDITY of %s changed (%u -> %u): fetching it again.",
+			  ui->folder, ui->stash_uidvalidity, uidvalidity);
+	ui->uidvalidity = uidvalidity;
+	if (restore) {
+		imapc_command(ui->cl, "FETCH 1:* (UID FLAGS)", NULL, 0, ui_restore_untagged,
+			      ui_restore_done, ui);
+	} else {
+		ui_stash_free(ui);
+		ui_thread_fetch_next(ui);
+	}
 	ui->dirty = true;
 }
 
 /* Opens a folder (again). */
 void ui_select_folder(struct ui *ui, const char *folder)
 {
-	if (folder != ui->folder) {
+	if (folder != ui->folder && strcmp(folder, ui->folder) == 0)
+		folder = ui->folder;
+	if (folder == ui->folder && ui->uidvalidity != 0 && ui->stash == NULL) {
+		/* The same folder again (a reconnect): keep what is cached, by UID. */
+		ui_stash_cache(ui);
+	} else if (folder != ui->folder) {
+		ui_stash_free(ui);
+		ui->uidvalidity = 0;
 		free(ui->folder);
 		ui->folder = xstrdup(folder);
 	}
@@ -401,7 +501,7 @@ static int ui_folder_compare(const void *a, const void *b)
 	int ry = strcasecmp(y->name, "INBOX") == 0 ? 0 : y->special != NULL ? 1 : 2;
 	if (rx != ry)
 		return rx - ry;
-	return strcmp(x->name, y->name);
+	return strcmp(x->display, y->display);
 }
 
 /* The folder entry for name (made when absent). */
@@ -414,6 +514,7 @@ static struct ui_folder *ui_folder_get(struct ui *ui, const char *name)
 	struct ui_folder *f = &ui->folders[ui->folder_count++];
 	memset(f, 0, sizeof(*f));
 	f->name = xstrdup(name);
+	f->display = mutf7_display(name);
 	return f;
 }
 
@@ -502,6 +603,7 @@ void ui_list_folders(struct ui *ui, bool show)
 	}
 	for (size_t i = 0; i < ui->folder_count; i++) {
 		free(ui->folders[i].name);
+		free(ui->folders[i].display);
 		free(ui->folders[i].special);
 	}
 	ui->folder_count = 0;
@@ -535,12 +637,17 @@ void ui_folders_draw(struct ui *ui, int rows)
 		}
 		const struct ui_folder *f = &ui->folders[i];
 		char line[512];
-		snprintf(line, sizeof(line), "%3zu %s %-30s %6u msgs %6u new  %s", i + 1,
-			 strcmp(f->name, ui->folder) == 0 ? "*" : " ", f->name, f->total, f->unseen,
-			 f->special != NULL ? f->special + 1 : "");
+		/* The name padded to 30 columns (it may hold wide characters). */
+		snprintf(line, sizeof(line), "%3zu %s ", i + 1,
+			 strcmp(f->name, ui->folder) == 0 ? "*" : " ");
 		if (i == ui->folder_cursor)
 			attron(A_REVERSE);
-		ui_put(1 + r, 0, COLS, line, true);
+		int used = ui_put(1 + r, 0, COLS, line, false);
+		used += ui_put(1 + r, used, COLS - used > 30 ? 30 : COLS - used, f->display, true);
+		snprintf(line, sizeof(line), " %6u msgs %6u new  %s", f->total, f->unseen,
+			 f->special != NULL ? f->special + 1 : "");
+		if (used < COLS)
+			ui_put(1 + r, used, COLS - used, line, true);
 		if (i == ui->folder_cursor)
 			attroff(A_REVERSE);
 	}
@@ -606,7 +713,9 @@ static void seqset_add_range(buf_t *b, uint32_t first, uint32_t last)
 /* Fetches the envelopes of the visible rows not yet known. */
 static void ui_index_fetch_visible(struct ui *ui, int rows)
 {
-	if (!ui->selected || ui->cl == NULL || imapc_get_state(ui->cl) != IMAPC_READY)
+	/* While a stash is being put back, its rows are not missing. */
+	if (!ui->selected || ui->cl == NULL || imapc_get_state(ui->cl) != IMAPC_READY ||
+	    ui->stash != NULL)
 		return;
 	uint32_t *want = xmalloc(((size_t)rows + 1) * sizeof(*want));
 	size_t n = 0;
@@ -659,6 +768,11 @@ void ui_index_draw(struct ui *ui, int rows)
 	if (ui->cursor >= ui->top + (size_t)rows)
 		ui->top = ui->cursor - (size_t)rows + 1;
 	ui_index_fetch_visible(ui, rows);
+	if (count == 0 && ui->conn_state != IMAPC_READY && ui->conn_error[0] != '\0') {
+		/* The whole reason (a certificate's fingerprint does not fit the status line). */
+		ui_put_wrapped(1, rows, ui->conn_error);
+		return;
+	}
 	if (count == 0) {
 		ui_put(1, 0, COLS, ui->selecting ? "Opening folder..." :
 			   ui->selected ? (ui->limited ? "No messages match the limit." :
@@ -832,7 +946,9 @@ static void ui_copy_prompt_done(struct ui *ui, const char *text)
 		ui_status(ui, "No message, or not connected.");
 		return;
 	}
-	char *q = imapc_quote(text);
+	char *wire = mutf7_encode(text);
+	char *q = imapc_quote(wire);
+	free(wire);
 	bool move = ui_copy_is_move && imapc_has_capability(ui->cl, "MOVE");
 	char *cmd = m->uid != 0 ? xasprintf("UID %s %u %s", move ? "MOVE" : "COPY", m->uid, q)
 				: xasprintf("%s %u %s", move ? "MOVE" : "COPY", seq, q);
