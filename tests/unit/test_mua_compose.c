@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -387,6 +388,62 @@ static void test_patterns(void **state)
 	free(search);
 }
 
+/* POP3: a UIDL listing keeps what the cache knew (by UID, not by number),
+ * headers from TOP fill the index fields, and the cache file round-trips. */
+static void test_pop3_box(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/test_mua_pop3_XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char *path = xasprintf("%s/sub/cache", dir);
+	struct pop3box *b = pop3box_new(path);
+	assert_int_equal(pop3box_count(b), 0);
+	pop3box_take_uidl(b, "1 aaa\r\n2 bbb\r\nbad line\r\n3 ccc\r\n");
+	assert_int_equal(pop3box_count(b), 3);
+	struct pop3_entry *e = pop3box_entry(b, 2);
+	assert_string_equal(e->uidl, "bbb");
+	assert_false(e->have_headers);
+	const char *hdr = "From: =?UTF-8?Q?J=C3=BCrgen?= <j@x.test>\r\nSubject: Hi\tthere\r\n"
+			  "Date: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <m1@x>\r\n"
+			  "In-Reply-To: <m0@x>\r\nContent-Type: multipart/mixed; b=1\r\n\r\n";
+	pop3_entry_set_headers(e, hdr, strlen(hdr));
+	assert_string_equal(e->from, "Jürgen");
+	assert_string_equal(e->from_addr, "j@x.test");
+	assert_string_equal(e->subject, "Hi there");
+	assert_string_equal(e->message_id, "<m1@x>");
+	assert_string_equal(e->in_reply_to, "<m0@x>");
+	assert_int_equal(e->time, 1704103200);
+	assert_true(e->attachment);
+	e->flags = MF_SEEN | MF_FLAGGED;
+	char *err = NULL;
+	assert_int_equal(pop3box_save(b, &err), 0);
+	/* Another client deleted message 1: bbb is now number 1 and keeps its flags. */
+	pop3box_take_uidl(b, "1 bbb\r\n2 ccc\r\n3 ddd\r\n");
+	assert_int_equal(pop3box_count(b), 3);
+	assert_string_equal(pop3box_entry(b, 1)->uidl, "bbb");
+	assert_int_equal(pop3box_entry(b, 1)->number, 1);
+	assert_int_equal(pop3box_entry(b, 1)->flags, MF_SEEN | MF_FLAGGED);
+	assert_true(pop3box_entry(b, 1)->have_headers);
+	assert_false(pop3box_entry(b, 3)->have_headers);
+	pop3box_free(&b);
+	/* A new session reads the cache file: only bbb had headers. */
+	b = pop3box_new(path);
+	assert_int_equal(pop3box_count(b), 1);
+	e = pop3box_entry(b, 1);
+	assert_string_equal(e->uidl, "bbb");
+	assert_string_equal(e->subject, "Hi there");
+	assert_string_equal(e->from, "Jürgen");
+	assert_int_equal(e->flags, MF_SEEN | MF_FLAGGED);
+	assert_true(e->attachment);
+	pop3box_free(&b);
+	unlink(path);
+	free(path);
+	path = xasprintf("%s/sub", dir);
+	rmdir(path);
+	free(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -400,6 +457,7 @@ int main(void)
 		cmocka_unit_test(test_msgview_alternative_and_html),
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_patterns),
+		cmocka_unit_test(test_pop3_box),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
