@@ -198,6 +198,29 @@ static void stream_byte(struct pop3_stream *s, char ch)
 	buf_append_char(&s->out, ch);
 }
 
+/* Appends a chunk: ordinary bytes in the middle of a line are copied as runs,
+ * line ends and line starts go through stream_byte. */
+static void stream_chunk(struct pop3_stream *s, const char *data, size_t len)
+{
+	size_t i = 0;
+	while (i < len && s->part != STREAM_DONE) {
+		char ch = data[i];
+		if (ch == '\r' || ch == '\n' || s->at_line_start || s->prev == '\r') {
+			stream_byte(s, ch);
+			i++;
+			continue;
+		}
+		size_t end = i;
+		while (end < len && data[end] != '\r' && data[end] != '\n')
+			end++;
+		buf_append(&s->out, data + i, end - i);
+		if (s->part == STREAM_HEADER)
+			s->header_line_empty = false;
+		s->prev = data[end - 1];
+		i = end;
+	}
+}
+
 static void stream_continue(conn *c, void *arg);
 
 /* Sends chunks until the message ends or the output passes the high-water
@@ -226,8 +249,7 @@ static void stream_pump(struct pop3_stream *s)
 			break;
 		s->offset += (uint64_t)n;
 		buf_reset(&s->out);
-		for (long i = 0; i < n; i++)
-			stream_byte(s, s->chunk[i]);
+		stream_chunk(s, s->chunk, (size_t)n);
 		conn_write_quiet(s->c, s->out.data, s->out.len);
 		if (conn_output_pending(s->c) >= NET_OUTPUT_HIGH_WATER) {
 			conn_on_drain(s->c, stream_continue, s);
