@@ -16,11 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "buffer.h"
 #include "log.h"
 #include "mda.h"
+#include "smtp_path.h"
 
 struct lda_options {
 	const char *dir;
@@ -81,6 +83,33 @@ static int lda_parse_options(int argc, char **argv, struct lda_options *o)
 	return o->rcpt_count > 0 ? 0 : -1;
 }
 
+/* The envelope sender as delivered: "" for the null path (also spelt
+ * MAILER-DAEMON), else the bare address; NULL when text is not a
+ * reverse-path (RFC 5321 4.1.2). A local name without a domain ("root", as
+ * cron and scripts pass it) is taken when it would be a valid local part. It
+ * becomes the Return-Path field, so CR, LF and other controls never pass. */
+static char *lda_sender_parse(const char *text)
+{
+	if (text[0] == '\0' || strcmp(text, "<>") == 0 || strcasecmp(text, "MAILER-DAEMON") == 0)
+		return xstrdup("");
+	bool local_only = text[0] != '<' && strchr(text, '@') == NULL;
+	char *bracketed = text[0] == '<'  ? xstrdup(text)
+			  : local_only    ? xasprintf("<%s@localhost.invalid>", text)
+					  : xasprintf("<%s>", text);
+	struct smtp_path path;
+	const char *reason = NULL;
+	int r = smtp_path_parse(bracketed, strlen(bracketed),
+				SMTP_PATH_ALLOW_NULL | SMTP_PATH_ALLOW_UTF8, &path, &reason);
+	free(bracketed);
+	if (r < 0)
+		return NULL;
+	char *address = path.param_count > 0 ? NULL
+			: local_only	      ? xstrdup(path.local)
+					      : xstrdup(path.address);
+	smtp_path_free(&path);
+	return address;
+}
+
 /* Reads standard input up to limit bytes (+1 to detect more); -1 on error. */
 static int lda_read_input(buf_t *in, uint64_t limit)
 {
@@ -110,6 +139,8 @@ static char *lda_normalize(const buf_t *in, size_t *len_r, char **from_line_r)
 	if (in->len >= 5 && memcmp(p, "From ", 5) == 0) {
 		const char *eol = memchr(p, '\n', in->len);
 		const char *stop = eol != NULL ? eol : end;
+		if (stop > p + 5 && stop[-1] == '\r')
+			stop--;
 		const char *addr = p + 5, *sp = memchr(addr, ' ', (size_t)(stop - addr));
 		*from_line_r = xstrndup(addr, (size_t)((sp != NULL ? sp : stop) - addr));
 		if (strcmp(*from_line_r, "MAILER-DAEMON") == 0)
@@ -207,7 +238,7 @@ int lda_main(int argc, char **argv)
 	int code = MDA_EX_OK;
 	userdb *users = NULL;
 	buf_t in = BUF_INIT;
-	char *data = NULL, *from_line = NULL;
+	char *data = NULL, *from_line = NULL, *sender = NULL;
 	size_t len = 0;
 	struct user_info *infos = xcalloc((size_t)o.rcpt_count, sizeof(*infos));
 	if (userdb_open(dir, &users, &err) < 0) {
@@ -237,9 +268,20 @@ int lda_main(int argc, char **argv)
 			goto out;
 		}
 	}
-	const char *sender = o.sender != NULL ? o.sender : from_line != NULL ? from_line : "";
-	if (strcmp(sender, "<>") == 0)
-		sender = "";
+	if (o.sender != NULL) {
+		sender = lda_sender_parse(o.sender);
+		if (sender == NULL) {
+			code = lda_fail(MDA_EX_TEMPFAIL, "-f %s: not a valid sender address", o.sender);
+			goto out;
+		}
+	} else if (from_line != NULL) {
+		/* A From_ line that does not hold an address gives no sender. */
+		sender = lda_sender_parse(from_line);
+		if (sender == NULL)
+			sender = xstrdup("");
+	} else {
+		sender = xstrdup("");
+	}
 
 	uv_loop_t loop;
 	uv_loop_init(&loop);
@@ -281,6 +323,7 @@ out:
 	free(infos);
 	free(data);
 	free(from_line);
+	free(sender);
 	buf_free(&in);
 	userdb_close(&users);
 	config_free(&cfg);

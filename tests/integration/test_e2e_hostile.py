@@ -477,3 +477,60 @@ def test_clients_that_never_read_keep_memory_bounded(hostile, name, port_name, c
         imap_login(hostile).close()
     else:
         pop_login(hostile, ALICE).close()
+
+
+# ---- the one-shot LDA ----
+
+def lda(stack, *args, message):
+    return stack.run("mda", "--dir", stack.dir, "deliver", *args, input=message)
+
+
+def return_paths(stack, user, subject):
+    c = imap_login(stack, user)
+    c.send(b"S EXAMINE INBOX\r\n")
+    c.until("S ")
+    c.send(f"F SEARCH SUBJECT {subject}\r\n".encode())
+    numbers = c.until("F ")[0].split()[2:]
+    paths = []
+    for n in numbers:
+        c.send(f"G FETCH {n} BODY.PEEK[HEADER]\r\n".encode())
+        head = c.line()
+        size = int(re.search(r"\{(\d+)\}$", head).group(1))
+        deadline = time.monotonic() + 10
+        while len(c.buf) < size and time.monotonic() < deadline:
+            c.buf += c.sock.recv(65536)
+        header, c.buf = c.buf[:size].decode("latin-1"), c.buf[size:]
+        c.until("G ")
+        assert "X-Injected" not in header, header
+        assert "\n" not in header.replace("\r\n", ""), "bare LF in the stored header"
+        paths.append(header.split("\r\n", 1)[0])
+    c.close()
+    return paths
+
+
+def test_lda_sender_cannot_inject_header_fields(hostile):
+    subject = "lda-sender-check"
+    message = f"Subject: {subject}\n\nhi\n"
+    r = lda(hostile, "-f", "a b@c>\nX-Injected: yes", ALICE, message=message)
+    assert r.returncode == 75
+    assert r.stderr.endswith(": not a valid sender address\n"), r.stderr
+    r = lda(hostile, "-f", "<bad", ALICE, message=message)
+    assert r.returncode == 75
+    assert return_paths(hostile, ALICE, subject) == []
+
+    for i, (sender, path) in enumerate((("root", "<root>"), ("MAILER-DAEMON", "<>"),
+                                        ("<>", "<>"),
+                                        ("<carol@example.test>", "<carol@example.test>"))):
+        r = lda(hostile, "-f", sender, ALICE, message=f"Subject: {subject}-n{i}x\n\nhi\n")
+        assert r.returncode == 0, r.stderr
+        assert return_paths(hostile, ALICE, f"{subject}-n{i}x") == [
+            f"Return-Path: {path}"]
+
+    # An mbox From_ line in CRLF gives its address without the CR; one that
+    # holds no address gives no sender.
+    r = lda(hostile, ALICE, message=f"From dave@example.test\r\nSubject: {subject}-windows\r\n\r\nhi\r\n")
+    assert r.returncode == 0, r.stderr
+    assert return_paths(hostile, ALICE, f"{subject}-windows") == ["Return-Path: <dave@example.test>"]
+    r = lda(hostile, ALICE, message=f"From x\ry Mon Jan  1 00:00:00 2024\nSubject: {subject}-rawcr\n\nhi\n")
+    assert r.returncode == 0, r.stderr
+    assert return_paths(hostile, ALICE, f"{subject}-rawcr") == ["Return-Path: <>"]
