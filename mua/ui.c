@@ -324,37 +324,89 @@ int ui_run_editor(struct ui *ui, const char *path)
 /* ---- the help screen ---- */
 
 static const char *const ui_help_lines[] = {
-	"Index                                  Pager",
-	"  j / Down    next message               Space/PgDn  next page",
-	"  k / Up      previous message           -/PgUp      previous page",
-	"  Enter       open the message           Enter/Down  next line,  Up: previous",
-	"  PgDn/PgUp   page down / up             j / k       next / previous message",
-	"  Home / End  first / last message       h           all headers on/off",
-	"  m           compose a new message      v           attachments (s: save)",
-	"  r           reply                      q / i       back to the index",
-	"  g           group reply (reply to all)",
-	"  f           forward (inline or as attachment)",
-	"  d / u       delete / undelete          Compose",
-	"  $           expunge deleted messages     y  send          t/c/b  To/Cc/Bcc",
-	"  s / C       move / copy to a folder      s  subject       e  edit the body",
-	"  F           flag / unflag                a  attach a file D  drop last attachment",
-	"  N           mark read / unread           v  preview       P  postpone",
-	"  /  n        search, next match           q  abort",
-	"  l           limit (e.g. ~f alice, ~N)",
-	"  o           sort: threads / date       Patterns: ~f from ~s subject ~b body",
-	"  c / y       folders (Enter opens)        ~t to ~N new ~F flagged ~D deleted",
-	"  R           resume a postponed draft",
-	"  A           next account               Prompts: Tab completes addresses,",
-	"  T           transcript pane on/off       Esc cancels",
-	"  ^L          redraw                     ?  this help;   q  quit",
+	"Index",
+	"  j / Down    next message            k / Up      previous message",
+	"  PgDn Space  next page               PgUp -      previous page",
+	"  Home =      first message           End *       last message",
+	"  Enter       open the message        m           compose a new message",
+	"  r           reply                   g           group reply (reply to all)",
+	"  f           forward (inline or as an attachment)",
+	"  d / u       delete / undelete       $           expunge deleted messages",
+	"  s / C       move / copy to a folder F           flag / unflag",
+	"  N           mark read / unread      o           sort: threads / date",
+	"  /  n        search, next match      l           limit (empty or ~A: all)",
+	"  c / y       folders (Enter opens)   R           resume a postponed draft",
+	"  G           check for new mail now  A           next account",
+	"Pager",
+	"  Space PgDn  next page               - PgUp      previous page",
+	"  Enter Down  next line               Up          previous line",
+	"  Home / End  top / end of message    j / k       next / previous message",
+	"  /  n        search the text, next   h           all headers on/off",
+	"  v           attachments (s saves)   q / i       back to the index",
+	"  r g f d u F N s C m                 as in the index",
+	"Compose",
+	"  y  send          t c b  To/Cc/Bcc   s  subject    e  edit the body",
+	"  a  attach a file D  drop last att.  v  preview    P  postpone   q  abort",
+	"Everywhere",
+	"  T  transcript pane on/off           ^L redraw     ?  this help",
+	"  q  quit (from the index)",
+	"Prompts: Tab completes addresses, ^U clears, Esc cancels.",
+	"Patterns: ~f from  ~s subject  ~b body  ~t to  ~N new  ~O old  ~F flagged",
+	"          ~D deleted  ~A all; terms are ANDed.",
 };
 
-/* Draws the help screen. */
+#define UI_HELP_LINES (sizeof(ui_help_lines) / sizeof(ui_help_lines[0]))
+
+/* Draws the help screen from ui->help_top. */
 static void ui_help_draw(struct ui *ui, int rows)
 {
-	size_t n = sizeof(ui_help_lines) / sizeof(ui_help_lines[0]);
-	for (int r = 0; r < rows; r++)
-		ui_put(1 + r, 0, COLS, (size_t)r < n ? ui_help_lines[r] : "", true);
+	size_t n = UI_HELP_LINES;
+	if (ui->help_top + (size_t)rows > n)
+		ui->help_top = n > (size_t)rows ? n - (size_t)rows : 0;
+	for (int r = 0; r < rows; r++) {
+		size_t i = ui->help_top + (size_t)r;
+		bool title = i < n && ui_help_lines[i][0] != ' ' && strchr(ui_help_lines[i], ':') == NULL;
+		if (title)
+			attron(A_BOLD);
+		ui_put(1 + r, 0, COLS, i < n ? ui_help_lines[i] : "", true);
+		if (title)
+			attroff(A_BOLD);
+	}
+}
+
+/* Keys of the help screen: scrolling, anything else goes back. */
+static void ui_help_key(struct ui *ui, int key)
+{
+	size_t page = (size_t)ui_content_rows(ui);
+	switch (key) {
+	case 'j':
+	case KEY_DOWN:
+		ui->help_top++;
+		break;
+	case 'k':
+	case KEY_UP:
+		if (ui->help_top > 0)
+			ui->help_top--;
+		break;
+	case ' ':
+	case KEY_NPAGE:
+		ui->help_top += page;
+		break;
+	case '-':
+	case KEY_PPAGE:
+		ui->help_top = ui->help_top > page ? ui->help_top - page : 0;
+		break;
+	case KEY_HOME:
+		ui->help_top = 0;
+		break;
+	case KEY_END:
+		ui->help_top = UI_HELP_LINES;
+		break;
+	default:
+		ui_enter_screen(ui, ui->return_screen);
+		break;
+	}
+	ui->dirty = true;
 }
 
 /* ---- the frame ---- */
@@ -365,7 +417,7 @@ static const char *ui_help_bar(const struct ui *ui)
 	switch (ui->screen) {
 	case SCR_PAGER:
 		return "i:Exit  -:PrevPg  <Space>:NextPg  v:View Attachm.  d:Del  r:Reply  g:Group  "
-		       "f:Fwd  ?:Help";
+		       "f:Fwd  /:Search  ?:Help";
 	case SCR_FOLDERS:
 		return "q:Back  Enter:Open  j/k:Move  ?:Help";
 	case SCR_COMPOSE:
@@ -376,7 +428,7 @@ static const char *ui_help_bar(const struct ui *ui)
 	case SCR_EDIT:
 		return "Type the message.  ^X or ^D: done   Esc: cancel";
 	case SCR_HELP:
-		return "Press any key to go back";
+		return "j/k/Space/-: scroll   any other key: back";
 	default:
 		return "q:Quit  d:Del  u:Undel  s:Save  m:Mail  r:Reply  g:Group  ?:Help";
 	}
@@ -524,6 +576,7 @@ static void ui_global_key(struct ui *ui, int key)
 	case '?':
 		if (ui->screen != SCR_HELP) {
 			ui->return_screen = ui->screen;
+			ui->help_top = 0;
 			ui_enter_screen(ui, SCR_HELP);
 		}
 		break;
@@ -567,7 +620,7 @@ static void ui_key(struct ui *ui, wint_t key, bool is_key_code)
 	if (!is_key_code && k > 0x7f)
 		return; /* wide characters mean nothing outside prompts */
 	if (ui->screen == SCR_HELP) {
-		ui_enter_screen(ui, ui->return_screen);
+		ui_help_key(ui, k);
 		return;
 	}
 	bool taken = false;
@@ -749,6 +802,26 @@ void ui_quit(struct ui *ui)
 	}
 }
 
+/* Teaches ncurses the Home/End/PageUp/PageDown sequences that terminals send
+ * whatever TERM says: tmux and screen send "\e[1~"/"\e[4~" for Home/End, xterm
+ * "\eOH"/"\e[H", rxvt "\e[7~"; without these, Home and End do nothing under tmux
+ * with TERM=xterm-256color. */
+static void ui_define_keys(void)
+{
+	static const struct {
+		const char *seq;
+		int key;
+	} keys[] = {
+		{"\033[1~", KEY_HOME}, {"\033[7~", KEY_HOME}, {"\033[H", KEY_HOME},
+		{"\033OH", KEY_HOME},  {"\033[4~", KEY_END},  {"\033[8~", KEY_END},
+		{"\033[F", KEY_END},   {"\033OF", KEY_END},   {"\033[5~", KEY_PPAGE},
+		{"\033[6~", KEY_NPAGE},
+	};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (key_defined(keys[i].seq) == 0)
+			define_key(keys[i].seq, keys[i].key);
+}
+
 /* Runs the screen until the user quits. */
 int mua_ui_run(uv_loop_t *loop, struct mua_accounts *accounts, struct mua_account *first)
 {
@@ -774,6 +847,7 @@ int mua_ui_run(uv_loop_t *loop, struct mua_accounts *accounts, struct mua_accoun
 	noecho();
 	nonl();
 	keypad(stdscr, TRUE);
+	ui_define_keys();
 	nodelay(stdscr, TRUE);
 	set_escdelay(50);
 	if (has_colors()) {
@@ -808,6 +882,7 @@ int mua_ui_run(uv_loop_t *loop, struct mua_accounts *accounts, struct mua_accoun
 	ui_index_free(ui);
 	ui_draft_free(&ui->draft);
 	msgview_free(&ui->view);
+	free(ui->pager_search);
 	buf_free(&ui->prompt_text);
 	buf_free(&ui->edit_text);
 	for (size_t i = 0; i < ui->seen_count; i++)

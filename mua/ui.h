@@ -91,6 +91,7 @@ struct ui {
 	char status[512];
 	char conn_error[512];  /* why the connection is down (shown whole on an empty index) */
 	bool show_transcript;
+	size_t help_top;
 	size_t transcript_scroll;
 	/* folder and index */
 	char *folder;
@@ -126,6 +127,7 @@ struct ui {
 	bool view_is_preview;
 	bool all_headers;
 	size_t pager_top;
+	char *pager_search;     /* the text / looks for in the pager, or NULL */
 	size_t attach_cursor;
 	uint32_t fetch_seq;     /* the message whose BODY[] is awaited */
 	enum ui_action fetch_action;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <wchar.h>
 
 #include "buffer.h"
@@ -111,6 +112,8 @@ void ui_pager_show(struct ui *ui, struct msgview *view, uint32_t seq, bool previ
 	ui_enter_screen(ui, SCR_PAGER);
 }
 
+static void ui_pager_put_line(struct ui *ui, int y, const char *piece);
+
 /* Draws the pager. */
 void ui_pager_draw(struct ui *ui, int rows)
 {
@@ -163,13 +166,83 @@ void ui_pager_draw(struct ui *ui, int rows)
 		}
 		if (attr != 0)
 			attron(attr);
-		ui_put(1 + r, 0, COLS, piece, true);
+		ui_pager_put_line(ui, 1 + r, piece);
 		if (attr != 0)
 			attroff(attr);
 		free(piece);
 	}
 	free(lines);
 	free(text);
+}
+
+/* Finds the text in a screen line, ignoring ASCII case: its offset, or -1. */
+static long ui_line_find(const char *line, size_t len, const char *needle)
+{
+	size_t n = strlen(needle);
+	for (size_t i = 0; n > 0 && i + n <= len; i++)
+		if (strncasecmp(line + i, needle, n) == 0)
+			return (long)i;
+	return -1;
+}
+
+/* Scrolls so that the next line holding the search text (after the top line,
+ * or from it when `here`) is at the top; wraps around once. */
+static void ui_pager_search_next(struct ui *ui, bool here)
+{
+	if (ui->view == NULL || ui->pager_search == NULL)
+		return;
+	char *text = ui_pager_text(ui);
+	size_t count;
+	struct pager_line *lines = ui_pager_wrap(text, COLS, &count);
+	bool found = false;
+	for (size_t k = here ? 0 : 1; k <= count && !found; k++) {
+		size_t i = (ui->pager_top + k) % (count > 0 ? count : 1);
+		if (i < count && ui_line_find(text + lines[i].offset, lines[i].len,
+					      ui->pager_search) >= 0) {
+			if (i <= ui->pager_top && k > 0)
+				ui_status(ui, "Search wrapped to top.");
+			else
+				ui->status[0] = '\0';
+			ui->pager_top = i;
+			found = true;
+		}
+	}
+	if (!found)
+		ui_status(ui, "Not found: %s", ui->pager_search);
+	free(lines);
+	free(text);
+	ui->dirty = true;
+}
+
+/* The pager's search text was typed. */
+static void ui_pager_search_done(struct ui *ui, const char *text)
+{
+	if (text == NULL || text[0] == '\0')
+		return;
+	free(ui->pager_search);
+	ui->pager_search = xstrdup(text);
+	ui_pager_search_next(ui, false);
+}
+
+/* Writes a body line, the search matches in it highlighted. */
+static void ui_pager_put_line(struct ui *ui, int y, const char *piece)
+{
+	long at = ui->pager_search != NULL ? ui_line_find(piece, strlen(piece), ui->pager_search)
+					   : -1;
+	if (at < 0) {
+		ui_put(y, 0, COLS, piece, true);
+		return;
+	}
+	size_t n = strlen(ui->pager_search);
+	char *before = xstrndup(piece, (size_t)at);
+	char *match = xstrndup(piece + at, n);
+	int x = ui_put(y, 0, COLS, before, false);
+	attron(A_STANDOUT);
+	x += ui_put(y, x, COLS - x, match, false);
+	attroff(A_STANDOUT);
+	ui_put(y, x, COLS - x, piece + at + (long)n, true);
+	free(before);
+	free(match);
 }
 
 /* Opens the next (+1) or previous (-1) message from the pager. */
@@ -228,6 +301,25 @@ bool ui_pager_key(struct ui *ui, int key)
 		return true;
 	case KEY_HOME:
 		ui->pager_top = 0;
+		return true;
+	case KEY_END: {
+		/* The last page: the drawing keeps the top within the text. */
+		char *text = ui_pager_text(ui);
+		size_t count;
+		struct pager_line *lines = ui_pager_wrap(text, COLS, &count);
+		ui->pager_top = count > page ? count - page + 1 : 0;
+		free(lines);
+		free(text);
+		return true;
+	}
+	case '/':
+		ui_prompt(ui, "Search for: ", ui->pager_search, false, ui_pager_search_done);
+		return true;
+	case 'n':
+		if (ui->pager_search == NULL)
+			ui_status(ui, "No search pattern.");
+		else
+			ui_pager_search_next(ui, false);
 		return true;
 	case 'q':
 	case 'i':
