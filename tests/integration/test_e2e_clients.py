@@ -495,3 +495,11 @@ def answers(port):
 def test_tools_are_installed():
     for tool in ("swaks", "curl", "mutt", "fetchmail", "mbsync", "openssl", "tmux"):
         assert shutil.which(tool), tool
+
+
+def test_user_add_refused_for_an_address_without_a_mailbox_leaves_no_user(demo):
+    # The store refuses a '/' in a mailbox address; the user directory must
+    # not keep an account that can never have a mailbox.
+    r = demo.ctl("user", "add", "dan/x@example.test", input="dan-Pass-4\ndan-Pass-4\n")
+    assert r.returncode == 1
+    assert "dan/x@example.test" not in demo.ctl("user", "list").stdout
