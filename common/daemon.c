@@ -21,6 +21,7 @@
 #include <stdarg.h>
 #include <grp.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -240,6 +241,13 @@ void daemon_start(struct daemon *d, const char *name, const char *summary, const
 	d->data = data;
 	d->on_stop = on_stop;
 	d->name = name;
+
+	/* Streaming servers allocate and free buffers of a few hundred KiB all the
+	 * time (output batches, message chunks). With glibc's defaults each such
+	 * buffer may come from a fresh mmap or from heap just trimmed, so every
+	 * use pays page faults again; keep freed memory for reuse instead. */
+	mallopt(M_MMAP_THRESHOLD, 16 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
 
 	struct daemon_options o = {0};
 	daemon_parse_options(name, summary, usage, argc, argv, &o);
