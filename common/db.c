@@ -122,6 +122,67 @@ sqlite3_stmt *db_prepare(sqlite3 *db, const char *sql)
 	return stmt;
 }
 
+/* Enough for every distinct query of one module; past it, statements are
+ * prepared and finalized per use as without a cache. */
+#define DB_STMT_CACHE_SIZE 64
+
+struct db_stmt_cache {
+	size_t count;
+	struct {
+		char *sql;
+		sqlite3_stmt *stmt;
+		bool in_use;
+	} items[DB_STMT_CACHE_SIZE];
+};
+
+sqlite3_stmt *db_cache_prepare(db_stmt_cache **cache, sqlite3 *db, const char *sql)
+{
+	if (*cache == NULL)
+		*cache = xcalloc(1, sizeof(**cache));
+	db_stmt_cache *c = *cache;
+	for (size_t i = 0; i < c->count; i++) {
+		if (!c->items[i].in_use && strcmp(c->items[i].sql, sql) == 0) {
+			c->items[i].in_use = true;
+			return c->items[i].stmt;
+		}
+	}
+	sqlite3_stmt *stmt = db_prepare(db, sql);
+	if (c->count < DB_STMT_CACHE_SIZE) {
+		c->items[c->count].sql = xstrdup(sql);
+		c->items[c->count].stmt = stmt;
+		c->items[c->count].in_use = true;
+		c->count++;
+	}
+	return stmt;
+}
+
+void db_cache_release(db_stmt_cache *cache, sqlite3_stmt *stmt)
+{
+	if (stmt == NULL)
+		return;
+	for (size_t i = 0; cache != NULL && i < cache->count; i++) {
+		if (cache->items[i].stmt == stmt) {
+			sqlite3_reset(stmt);
+			sqlite3_clear_bindings(stmt);
+			cache->items[i].in_use = false;
+			return;
+		}
+	}
+	sqlite3_finalize(stmt);
+}
+
+void db_cache_free(db_stmt_cache **cache)
+{
+	if (*cache == NULL)
+		return;
+	for (size_t i = 0; i < (*cache)->count; i++) {
+		sqlite3_finalize((*cache)->items[i].stmt);
+		free((*cache)->items[i].sql);
+	}
+	free(*cache);
+	*cache = NULL;
+}
+
 bool db_error_is_temporary(int sqlite_rc)
 {
 	switch (sqlite_rc & 0xff) {

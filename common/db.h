@@ -20,6 +20,18 @@ void db_close(sqlite3 **db);
 int db_exec(sqlite3 *db, const char *sql, char **err_r);
 /* Prepares a statement; aborts on a programming error (bad SQL is a bug). */
 sqlite3_stmt *db_prepare(sqlite3 *db, const char *sql);
+/* A cache of prepared statements for one connection, so that hot queries are
+ * compiled once. Statements are found by their SQL text; one that is in use
+ * (a caller stepping through it, or a recursive call) is never handed out
+ * twice: the second caller gets a fresh statement, finalized on release. */
+typedef struct db_stmt_cache db_stmt_cache;
+/* A statement for sql, reset and without bindings; aborts on bad SQL. */
+sqlite3_stmt *db_cache_prepare(db_stmt_cache **cache, sqlite3 *db, const char *sql);
+/* Gives a statement back (reset, bindings cleared) or finalizes an uncached one. */
+void db_cache_release(db_stmt_cache *cache, sqlite3_stmt *stmt);
+/* Finalizes every cached statement; call before closing the connection. */
+void db_cache_free(db_stmt_cache **cache);
+
 /* True for errors that may pass (busy, locked, I/O, full): reply 4xx, not 5xx. */
 bool db_error_is_temporary(int sqlite_rc);
 /* Creates a directory and its parents (mode 0700 for new ones). */

@@ -38,6 +38,7 @@
 struct userdb {
 	sqlite3 *db;
 	char *path;
+	db_stmt_cache *stmts; /* every query is compiled once per handle */
 };
 
 static const char *const userdb_migrations[] = {
@@ -121,6 +122,7 @@ void userdb_close(userdb **dbp)
 	userdb *db = *dbp;
 	if (db == NULL)
 		return;
+	db_cache_free(&db->stmts);
 	db_close(&db->db);
 	free(db->path);
 	free(db);
@@ -130,24 +132,24 @@ void userdb_close(userdb **dbp)
 /* Runs a statement that returns no rows with up to three text parameters. */
 static int userdb_run(userdb *db, const char *sql, const char *a, const char *b, const char *c)
 {
-	sqlite3_stmt *stmt = db_prepare(db->db, sql);
+	sqlite3_stmt *stmt = db_cache_prepare(&db->stmts, db->db, sql);
 	const char *params[] = {a, b, c};
 	for (int i = 0; i < 3 && params[i] != NULL; i++)
 		sqlite3_bind_text(stmt, i + 1, params[i], -1, SQLITE_TRANSIENT);
 	int rc = sqlite3_step(stmt);
-	sqlite3_finalize(stmt);
+	db_cache_release(db->stmts, stmt);
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 /* Counts rows of a query with one or two text parameters (-1 on error). */
 static int64_t userdb_count(userdb *db, const char *sql, const char *a, const char *b)
 {
-	sqlite3_stmt *stmt = db_prepare(db->db, sql);
+	sqlite3_stmt *stmt = db_cache_prepare(&db->stmts, db->db, sql);
 	sqlite3_bind_text(stmt, 1, a, -1, SQLITE_TRANSIENT);
 	if (b != NULL)
 		sqlite3_bind_text(stmt, 2, b, -1, SQLITE_TRANSIENT);
 	int64_t n = sqlite3_step(stmt) == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : -1;
-	sqlite3_finalize(stmt);
+	db_cache_release(db->stmts, stmt);
 	return n;
 }
 
@@ -155,7 +157,7 @@ static int64_t userdb_count(userdb *db, const char *sql, const char *a, const ch
  * a NULL-terminated vector. */
 static char **userdb_strv_query(userdb *db, const char *sql, const char *param, size_t *count_r)
 {
-	sqlite3_stmt *stmt = db_prepare(db->db, sql);
+	sqlite3_stmt *stmt = db_cache_prepare(&db->stmts, db->db, sql);
 	if (param != NULL)
 		sqlite3_bind_text(stmt, 1, param, -1, SQLITE_TRANSIENT);
 	size_t n = 0, cap = 8;
@@ -171,7 +173,7 @@ static char **userdb_strv_query(userdb *db, const char *sql, const char *param, 
 			v[n++] = xstrdup(text != NULL ? (const char *)text : "");
 		}
 	}
-	sqlite3_finalize(stmt);
+	db_cache_release(db->stmts, stmt);
 	v[n] = NULL;
 	if (count_r != NULL)
 		*count_r = n;
@@ -210,13 +212,13 @@ int userdb_domain_add(userdb *db, const char *domain, char **err_r)
 	if (userdb_domain_is_local(db, name)) {
 		ret = userdb_error(err_r, "domain %s already exists", name);
 	} else {
-		sqlite3_stmt *stmt = db_prepare(db->db,
+		sqlite3_stmt *stmt = db_cache_prepare(&db->stmts, db->db,
 						"INSERT INTO domains (name, created) VALUES (?, ?)");
 		sqlite3_bind_text(stmt, 1, name, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(stmt, 2, (sqlite3_int64)time(NULL));
 		if (sqlite3_step(stmt) != SQLITE_DONE)
 			ret = userdb_fail(db, "cannot add domain", err_r);
-		sqlite3_finalize(stmt);
+		db_cache_release(db->stmts, stmt);
 	}
 	free(name);
 	return ret;
@@ -322,14 +324,14 @@ int userdb_user_add(userdb *db, const char *address, const char *password, char 
 		ret = -1;
 		goto out;
 	}
-	sqlite3_stmt *stmt = db_prepare(db->db, "INSERT OR IGNORE INTO domains (name, created) "
+	sqlite3_stmt *stmt = db_cache_prepare(&db->stmts, db->db, "INSERT OR IGNORE INTO domains (name, created) "
 						"VALUES (?, ?)");
 	sqlite3_bind_text(stmt, 1, domain, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(stmt, 2, (sqlite3_int64)time(NULL));
 	int rc = sqlite3_step(stmt);
-	sqlite3_finalize(stmt);
+	db_cache_release(db->stmts, stmt);
 	if (rc == SQLITE_DONE) {
-		stmt = db_prepare(db->db,
+		stmt = db_cache_prepare(&db->stmts, db->db,
 				  "INSERT INTO users (address, local, domain, password_hash, scram, "
 				  "created) VALUES (?, ?, ?, ?, ?, ?)");
 		sqlite3_bind_text(stmt, 1, canonical, -1, SQLITE_TRANSIENT);
@@ -339,7 +341,7 @@ int userdb_user_add(userdb *db, const char *address, const char *password, char 
 		sqlite3_bind_text(stmt, 5, scram, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(stmt, 6, (sqlite3_int64)time(NULL));
 		rc = sqlite3_step(stmt);
-		sqlite3_finalize(stmt);
+		db_cache_release(db->stmts, stmt);
 	}
 	if (rc != SQLITE_DONE) {
 		ret = userdb_fail(db, "cannot add user", err_r);
@@ -422,7 +424,7 @@ int userdb_user_lookup(userdb *db, const char *name, struct user_info *info_r)
 	if (strlen(name) > USERDB_MAX_ADDRESS_LEN ||
 	    userdb_find_user(db, name, &address, &detail) < 0)
 		return -1;
-	sqlite3_stmt *stmt = db_prepare(db->db,
+	sqlite3_stmt *stmt = db_cache_prepare(&db->stmts, db->db,
 					"SELECT local, domain, password_hash, scram, quota_bytes, "
 					"quota_messages FROM users WHERE address = ?");
 	sqlite3_bind_text(stmt, 1, address, -1, SQLITE_TRANSIENT);
@@ -441,7 +443,7 @@ int userdb_user_lookup(userdb *db, const char *name, struct user_info *info_r)
 		info_r->quota_messages = sqlite3_column_int64(stmt, 5);
 		ret = 0;
 	}
-	sqlite3_finalize(stmt);
+	db_cache_release(db->stmts, stmt);
 	free(address);
 	free(detail);
 	return ret;
@@ -536,13 +538,13 @@ int userdb_user_set_quota(userdb *db, const char *address, int64_t bytes, int64_
 	char *canonical = userdb_existing_user(db, address, err_r);
 	if (canonical == NULL)
 		return -1;
-	sqlite3_stmt *stmt = db_prepare(db->db, "UPDATE users SET quota_bytes = ?, "
+	sqlite3_stmt *stmt = db_cache_prepare(&db->stmts, db->db, "UPDATE users SET quota_bytes = ?, "
 						"quota_messages = ? WHERE address = ?");
 	sqlite3_bind_int64(stmt, 1, bytes);
 	sqlite3_bind_int64(stmt, 2, messages);
 	sqlite3_bind_text(stmt, 3, canonical, -1, SQLITE_TRANSIENT);
 	int ret = sqlite3_step(stmt) == SQLITE_DONE ? 0 : userdb_fail(db, "cannot set quota", err_r);
-	sqlite3_finalize(stmt);
+	db_cache_release(db->stmts, stmt);
 	free(canonical);
 	return ret;
 }
@@ -747,7 +749,7 @@ int userdb_sieve_put(userdb *db, const char *address, const char *script, char *
 	char *canonical = userdb_existing_user(db, address, err_r);
 	if (canonical == NULL)
 		return -1;
-	sqlite3_stmt *stmt = db_prepare(db->db,
+	sqlite3_stmt *stmt = db_cache_prepare(&db->stmts, db->db,
 					"INSERT INTO sieve_scripts (address, script, updated) "
 					"VALUES (?, ?, ?) ON CONFLICT(address) DO UPDATE SET "
 					"script = excluded.script, updated = excluded.updated");
@@ -756,7 +758,7 @@ int userdb_sieve_put(userdb *db, const char *address, const char *script, char *
 	sqlite3_bind_int64(stmt, 3, (sqlite3_int64)time(NULL));
 	int ret = sqlite3_step(stmt) == SQLITE_DONE ? 0
 						    : userdb_fail(db, "cannot store script", err_r);
-	sqlite3_finalize(stmt);
+	db_cache_release(db->stmts, stmt);
 	free(canonical);
 	return ret;
 }
@@ -768,12 +770,12 @@ char *userdb_sieve_get(userdb *db, const char *address)
 		return NULL;
 	free(detail);
 	sqlite3_stmt *stmt =
-		db_prepare(db->db, "SELECT script FROM sieve_scripts WHERE address = ?");
+		db_cache_prepare(&db->stmts, db->db, "SELECT script FROM sieve_scripts WHERE address = ?");
 	sqlite3_bind_text(stmt, 1, canonical, -1, SQLITE_TRANSIENT);
 	char *script = NULL;
 	if (sqlite3_step(stmt) == SQLITE_ROW)
 		script = xstrdup((const char *)sqlite3_column_text(stmt, 0));
-	sqlite3_finalize(stmt);
+	db_cache_release(db->stmts, stmt);
 	free(canonical);
 	return script;
 }
