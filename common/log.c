@@ -46,7 +46,11 @@ static struct {
 	enum log_level min_level;
 	int transcript_fd; /* -1 = transcripts off */
 	int events_fd;     /* -1 = no events file */
-} log_state = {"mailstack", 2, false, LOG_INFO, -1, -1};
+	char *events_path; /* where events_fd was opened, to follow a rotation */
+	time_t events_checked;
+} log_state = {"mailstack", 2, false, LOG_INFO, -1, -1, NULL, 0};
+
+static pthread_mutex_t log_events_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Opens a log file for appending (created 0640). */
 static int log_open_append(const char *path)
@@ -113,7 +117,8 @@ void log_set_dirs(const char *log_dir, bool transcripts)
 	if (log_state.events_fd < 0)
 		log_kv(LOG_WARN, 0, "cannot open events log", "path", path, "error", strerror(errno),
 		       NULL);
-	free(path);
+	free(log_state.events_path);
+	log_state.events_path = path;
 	if (transcripts) {
 		path = xasprintf("%s/transcript.log", log_dir);
 		log_state.transcript_fd = log_open_append(path);
@@ -128,6 +133,8 @@ void log_close(void)
 {
 	log_close_fd(&log_state.transcript_fd);
 	log_close_fd(&log_state.events_fd);
+	free(log_state.events_path);
+	log_state.events_path = NULL;
 	if (log_state.fd_owned)
 		close(log_state.fd);
 	log_state.fd = 2;
@@ -412,6 +419,30 @@ void log_transcript(const char *proto, uint64_t conn, char dir, bool tls, const 
 	free(shown);
 }
 
+/* When log_events_prune has moved events.log aside, switches to the new file
+ * (checked at most once a second; dup2 keeps the descriptor number, so a
+ * write racing in another thread goes to one file or the other, never nowhere). */
+static void log_events_follow_rotation(void)
+{
+	if (log_state.events_path == NULL || log_state.events_fd < 0)
+		return;
+	time_t now = time(NULL);
+	if (now == log_state.events_checked)
+		return;
+	pthread_mutex_lock(&log_events_lock);
+	log_state.events_checked = now;
+	struct stat on_disk, open_file;
+	if (stat(log_state.events_path, &on_disk) < 0 || fstat(log_state.events_fd, &open_file) < 0 ||
+	    on_disk.st_ino != open_file.st_ino || on_disk.st_dev != open_file.st_dev) {
+		int fd = log_open_append(log_state.events_path);
+		if (fd >= 0) {
+			dup2(fd, log_state.events_fd);
+			close(fd);
+		}
+	}
+	pthread_mutex_unlock(&log_events_lock);
+}
+
 void log_event(const char *id, const char *event, ...)
 {
 	buf_t pairs = BUF_INIT;
@@ -427,6 +458,7 @@ void log_event(const char *id, const char *event, ...)
 	log_append_pair(&out, "id", id);
 	log_append_pair(&out, "event", event);
 	buf_append(&out, buf_cstr(&pairs), pairs.len);
+	log_events_follow_rotation();
 	log_write_line(log_state.events_fd, &out);
 	buf_free(&out);
 
@@ -595,4 +627,115 @@ size_t log_parse_line(const char *line, char ***keys_r, char ***values_r)
 	*keys_r = keys;
 	*values_r = values;
 	return count;
+}
+
+/* ---- pruning lifecycle events ---- */
+
+/* The time of a logfmt line that starts with "ts=YYYY-MM-DDTHH:MM:SS"; -1 if none. */
+static int64_t log_line_time(const char *line)
+{
+	struct tm tm = {0};
+	if (strncmp(line, "ts=", 3) != 0 || strptime(line + 3, "%Y-%m-%dT%H:%M:%S", &tm) == NULL)
+		return -1;
+	return (int64_t)timegm(&tm);
+}
+
+/* Appends the lines of path that are not older than cutoff to out; counts the others. */
+static void log_keep_recent(const char *path, int64_t cutoff, FILE *out, size_t *removed)
+{
+	FILE *in = fopen(path, "r");
+	if (in == NULL)
+		return;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	while ((n = getline(&line, &cap, in)) > 0) {
+		int64_t t = log_line_time(line);
+		if (t >= 0 && t < cutoff) {
+			(*removed)++;
+			continue;
+		}
+		fwrite(line, 1, (size_t)n, out);
+		if (line[n - 1] != '\n')
+			fputc('\n', out);
+	}
+	free(line);
+	fclose(in);
+}
+
+/* True when the first line of path has a time before cutoff. */
+static bool log_file_starts_before(const char *path, int64_t cutoff)
+{
+	FILE *in = fopen(path, "r");
+	if (in == NULL)
+		return false;
+	char head[64] = "";
+	bool before = fgets(head, sizeof(head), in) != NULL && log_line_time(head) >= 0 &&
+		      log_line_time(head) < cutoff;
+	fclose(in);
+	return before;
+}
+
+int log_events_prune(const char *log_dir, int64_t retention_seconds, unsigned settle_ms,
+		     size_t *removed_r, char **err_r)
+{
+	char *current = xasprintf("%s/events.log", log_dir);
+	char *moved = xasprintf("%s/events.log.old", log_dir);
+	char *archive = xasprintf("%s/events.log.1", log_dir);
+	char *tmp = xasprintf("%s/events.log.1.tmp", log_dir);
+	int rc = -1;
+	*removed_r = 0;
+	int64_t cutoff = (int64_t)time(NULL) - retention_seconds;
+	/* Events are appended in time order: when the oldest line of each file
+	 * is recent enough, there is nothing to drop and nothing is moved. */
+	if (!log_file_starts_before(archive, cutoff) && !log_file_starts_before(current, cutoff)) {
+		rc = 0;
+		goto out;
+	}
+	if (rename(current, moved) < 0 && errno != ENOENT) {
+		*err_r = xasprintf("cannot move %s aside: %s", current, strerror(errno));
+		goto out;
+	}
+	/* Writers notice the move within a second and open a new events.log. */
+	usleep(settle_ms * 1000);
+	FILE *out = fopen(tmp, "w");
+	if (out == NULL) {
+		*err_r = xasprintf("cannot write %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	log_keep_recent(archive, cutoff, out, removed_r);
+	log_keep_recent(moved, cutoff, out, removed_r);
+	if (fflush(out) != 0 || fsync(fileno(out)) < 0 || fclose(out) != 0) {
+		*err_r = xasprintf("cannot write %s: %s", tmp, strerror(errno));
+		unlink(tmp);
+		goto out;
+	}
+	if (rename(tmp, archive) < 0) {
+		*err_r = xasprintf("cannot replace %s: %s", archive, strerror(errno));
+		unlink(tmp);
+		goto out;
+	}
+	unlink(moved);
+	rc = 0;
+out:
+	free(current);
+	free(moved);
+	free(archive);
+	free(tmp);
+	return rc;
+}
+
+char **log_event_files(const char *log_dir)
+{
+	static const char *const names[] = {"events.log.1", "events.log.old", "events.log"};
+	char **files = xcalloc(4, sizeof(char *));
+	size_t n = 0;
+	for (size_t i = 0; i < 3; i++) {
+		char *path = xasprintf("%s/%s", log_dir, names[i]);
+		if (access(path, R_OK) == 0)
+			files[n++] = path;
+		else
+			free(path);
+	}
+	return files;
 }

@@ -61,6 +61,18 @@ char *log_mask_line(const char *proto, const char *line, size_t len);
  * log_kv. Also logs it at info level. */
 void log_event(const char *id, const char *event, ...) __attribute__((sentinel));
 
+/* Drops lifecycle events older than retention_seconds (log.event_retention).
+ * events.log is moved aside (writers follow to a new file within a second;
+ * settle_ms waits for that), and what is kept of it and of the previous
+ * archive is written to events.log.1. Blocking: run it off the event loop.
+ * *removed_r counts the dropped events. */
+int log_events_prune(const char *log_dir, int64_t retention_seconds, unsigned settle_ms,
+		     size_t *removed_r, char **err_r);
+/* The event files to read, oldest first (events.log.1, events.log.old while a
+ * prune runs, events.log), those that exist; NULL-terminated, caller frees
+ * each and the array. */
+char **log_event_files(const char *log_dir);
+
 /* A new lifecycle id: 16 characters [0-9A-Z], time-ordered then random, e.g.
  * "0KX3F2A9Q4M7ZB1C" (caller frees). */
 char *lifecycle_id_new(void);

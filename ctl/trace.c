@@ -18,10 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "buffer.h"
+#include "config.h"
 #include "ctl.h"
 #include "log.h"
 #include "store.h"
@@ -114,16 +116,13 @@ static bool looks_like_lifecycle_id(const char *s)
 	return true;
 }
 
-/* Finds the lifecycle id for what the user named: an id, a Message-ID, or the
- * newest received message (wanted NULL). Caller frees; NULL if none. */
-static char *resolve_id(const char *path, const char *wanted)
+/* Looks through one events file for what the user named (see resolve_id);
+ * found is replaced by a later match when looking for the newest message. */
+static char *resolve_id_in(const char *path, const char *wanted, char *found)
 {
-	if (wanted != NULL && looks_like_lifecycle_id(wanted))
-		return xstrdup(wanted);
 	FILE *f = fopen(path, "r");
 	if (f == NULL)
-		return NULL;
-	char *found = NULL;
+		return found;
 	buf_t line = BUF_INIT;
 	while (read_line(f, &line)) {
 		struct trace_event e;
@@ -148,6 +147,52 @@ static char *resolve_id(const char *path, const char *wanted)
 	buf_free(&line);
 	fclose(f);
 	return found;
+}
+
+/* Finds the lifecycle id for what the user named: an id, a Message-ID, or the
+ * newest received message (wanted NULL), across the event files (oldest
+ * first). Caller frees; NULL if none. */
+static char *resolve_id(char **files, const char *wanted)
+{
+	if (wanted != NULL && looks_like_lifecycle_id(wanted))
+		return xstrdup(wanted);
+	char *found = NULL;
+	for (size_t i = 0; files[i] != NULL; i++) {
+		found = resolve_id_in(files[i], wanted, found);
+		if (found != NULL && wanted != NULL)
+			break;
+	}
+	return found;
+}
+
+static void free_files(char **files)
+{
+	for (size_t i = 0; files[i] != NULL; i++)
+		free(files[i]);
+	free(files);
+}
+
+/* `mailctl trace --prune`: drops events older than log.event_retention. */
+static int trace_prune(const char *datadir)
+{
+	struct config *cfg = NULL;
+	if (ctl_load_config(datadir, &cfg) < 0)
+		return 1;
+	char *log_dir = xasprintf("%s/log", datadir);
+	size_t removed = 0;
+	char *err = NULL;
+	int rc = log_events_prune(log_dir, config_int(cfg, "log.event_retention"), 1500, &removed,
+				  &err);
+	if (rc < 0) {
+		fprintf(stderr, "mailctl: %s\n", err);
+		free(err);
+	} else {
+		printf("pruned %zu events older than %lld seconds\n", removed,
+		       (long long)config_int(cfg, "log.event_retention"));
+	}
+	free(log_dir);
+	config_free(&cfg);
+	return rc < 0 ? 1 : 0;
 }
 
 /* Looks for a Message-ID in one mailbox's parsed headers; the lifecycle id
@@ -401,7 +446,9 @@ static void trace_usage(FILE *out)
 	      "  --last      the newest message received\n"
 	      "  --json      one JSON object per event\n"
 	      "  --follow    keep printing new events (Ctrl-C to stop)\n"
-	      "  --comp C    only the events of one component (mta, mda, imapd, pop3d)\n",
+	      "  --comp C    only the events of one component (mta, mda, imapd, pop3d)\n"
+	      "       mailctl trace --prune\n"
+	      "  drops events older than log.event_retention (mailctl up does it hourly)\n",
 	      out);
 }
 
@@ -412,11 +459,12 @@ int cmd_trace(int argc, char **argv, const char *datadir)
 		{"follow", no_argument, NULL, 'f'},
 		{"last", no_argument, NULL, 'l'},
 		{"comp", required_argument, NULL, 'c'},
+		{"prune", no_argument, NULL, 'p'},
 		{"dir", required_argument, NULL, 'd'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	bool json = false, follow = false, last = false;
+	bool json = false, follow = false, last = false, prune = false;
 	const char *comp = NULL;
 	int opt;
 	optind = 1;
@@ -426,18 +474,24 @@ int cmd_trace(int argc, char **argv, const char *datadir)
 		case 'f': follow = true; break;
 		case 'l': last = true; break;
 		case 'c': comp = optarg; break;
+		case 'p': prune = true; break;
 		case 'd': break; /* handled by main.c */
 		case 'h': trace_usage(stdout); return 0;
 		default: trace_usage(stderr); return 1;
 		}
 	}
 	const char *wanted = optind < argc ? argv[optind] : NULL;
-	if ((wanted == NULL) == !last || optind + (wanted != NULL) < argc) {
+	if (prune && wanted == NULL && !last)
+		return trace_prune(datadir);
+	if ((wanted == NULL) == !last || optind + (wanted != NULL) < argc || prune) {
 		trace_usage(stderr);
 		return 1;
 	}
 	char *path = xasprintf("%s/log/events.log", datadir);
-	char *id = resolve_id(path, wanted);
+	char *log_dir = xasprintf("%s/log", datadir);
+	char **files = log_event_files(log_dir);
+	free(log_dir);
+	char *id = resolve_id(files, wanted);
 	if (id == NULL && wanted != NULL)
 		id = mailboxes_find_message_id(datadir, wanted);
 	if (id == NULL) {
@@ -448,21 +502,30 @@ int cmd_trace(int argc, char **argv, const char *datadir)
 		else
 			fprintf(stderr, "mailctl: no message with id or Message-ID '%s'\n", wanted);
 		free(path);
-		return 1;
-	}
-	FILE *f = fopen(path, "r");
-	if (f == NULL && !follow) {
-		fprintf(stderr, "mailctl: cannot read %s: %s\n", path, strerror(errno));
-		free(path);
-		free(id);
+		free_files(files);
 		return 1;
 	}
 	if (!json)
 		printf("Message %s\n", id);
-	size_t printed = f != NULL ? print_events(f, id, comp, json) : 0;
+	/* The archived events first (events.log.1, then a file being pruned). */
+	size_t printed = 0;
+	for (size_t i = 0; files[i] != NULL; i++) {
+		if (strcmp(files[i], path) == 0)
+			continue;
+		FILE *old = fopen(files[i], "r");
+		if (old != NULL) {
+			printed += print_events(old, id, comp, json);
+			fclose(old);
+		}
+	}
+	free_files(files);
+	FILE *f = fopen(path, "r");
+	if (f != NULL)
+		printed += print_events(f, id, comp, json);
 	if (printed == 0 && !follow) {
 		fprintf(stderr, "mailctl: no events for %s\n", id);
-		fclose(f);
+		if (f != NULL)
+			fclose(f);
 		free(path);
 		free(id);
 		return 1;
@@ -472,6 +535,14 @@ int cmd_trace(int argc, char **argv, const char *datadir)
 		signal(SIGTERM, on_signal);
 		while (!trace_stop) {
 			usleep(TRACE_FOLLOW_POLL_US);
+			struct stat on_disk, open_file;
+			if (f != NULL && stat(path, &on_disk) == 0 && fstat(fileno(f), &open_file) == 0 &&
+			    on_disk.st_ino != open_file.st_ino) {
+				/* Pruning moved the file aside: finish it, then follow the new one. */
+				print_events(f, id, comp, json);
+				fclose(f);
+				f = NULL;
+			}
 			if (f == NULL)
 				f = fopen(path, "r");
 			if (f != NULL)

@@ -147,6 +147,9 @@ struct supervisor {
 	struct child children[UP_DAEMON_COUNT];
 	uv_signal_t sigint, sigterm;
 	uv_timer_t kill_timer;
+	uv_timer_t prune_timer;  /* prunes old lifecycle events, hourly */
+	uv_work_t prune_work;
+	bool pruning;
 	int exit_status;
 	char *failure; /* why the stack could not start: repeated as the last line */
 };
@@ -381,10 +384,50 @@ static void up_on_handle_closed(uv_handle_t *handle)
 	(void)handle;
 }
 
+/* ---- pruning lifecycle events (log.event_retention) ---- */
+
+#define UP_PRUNE_FIRST_MS (10 * 1000)
+#define UP_PRUNE_EVERY_MS (60 * 60 * 1000)
+
+static void up_prune_run(uv_work_t *work)
+{
+	struct supervisor *sup = work->data;
+	char *log_dir = xasprintf("%s/log", sup->datadir);
+	size_t removed = 0;
+	char *err = NULL;
+	if (log_events_prune(log_dir, config_int(sup->cfg, "log.event_retention"), 1500, &removed,
+			     &err) < 0) {
+		log_kv(LOG_WARN, 0, "pruning lifecycle events failed", "error", err, NULL);
+		free(err);
+	} else if (removed > 0) {
+		char count[32];
+		snprintf(count, sizeof(count), "%zu", removed);
+		log_kv(LOG_INFO, 0, "pruned lifecycle events", "removed", count, NULL);
+	}
+	free(log_dir);
+}
+
+static void up_prune_done(uv_work_t *work, int status)
+{
+	struct supervisor *sup = work->data;
+	sup->pruning = false;
+}
+
+static void up_prune_tick(uv_timer_t *timer)
+{
+	struct supervisor *sup = timer->data;
+	if (sup->pruning || sup->state == UP_DONE)
+		return;
+	sup->pruning = true;
+	sup->prune_work.data = sup;
+	uv_queue_work(&sup->loop, &sup->prune_work, up_prune_run, up_prune_done);
+}
+
 /* Everything is down: close the supervisor's own handles so the loop ends. */
 static void up_finish(struct supervisor *sup)
 {
 	up_enter(sup, UP_DONE);
+	uv_close((uv_handle_t *)&sup->prune_timer, up_on_handle_closed);
 	uv_close((uv_handle_t *)&sup->sigint, up_on_handle_closed);
 	uv_close((uv_handle_t *)&sup->sigterm, up_on_handle_closed);
 	uv_close((uv_handle_t *)&sup->kill_timer, up_on_handle_closed);
@@ -862,6 +905,9 @@ int cmd_up(int argc, char **argv, const char *datadir)
 		uv_signal_start(&sup->sigterm, up_on_signal, SIGTERM);
 		uv_timer_init(&sup->loop, &sup->kill_timer);
 		sup->kill_timer.data = sup;
+		uv_timer_init(&sup->loop, &sup->prune_timer);
+		sup->prune_timer.data = sup;
+		uv_timer_start(&sup->prune_timer, up_prune_tick, UP_PRUNE_FIRST_MS, UP_PRUNE_EVERY_MS);
 		for (size_t d = 0; d < UP_DAEMON_COUNT; d++) {
 			uv_timer_init(&sup->loop, &sup->children[d].timer);
 			sup->children[d].timer.data = &sup->children[d];
