@@ -367,8 +367,9 @@ int imap_view_resolve(struct imap_view *v, const char *set_text, bool uid, size_
 	return 0;
 }
 
-/* Up to this many messages are read one by one, beyond it as one UID range. */
-#define VIEW_SPARSE_MAX 32
+/* Messages whose indexes lie this close together are read as one UID range
+ * (the few rows between cost less than another query). */
+#define VIEW_RANGE_GAP 8
 
 int imap_view_load_msgs(struct imap_session *s, const size_t *idx, size_t n,
 			struct store_msg **list_r, size_t *count_r)
@@ -377,25 +378,35 @@ int imap_view_load_msgs(struct imap_session *s, const size_t *idx, size_t n,
 	store_query *q = s->ms->query;
 	*list_r = NULL;
 	*count_r = 0;
-	if (n == 0)
-		return 0;
-	if (n > VIEW_SPARSE_MAX)
-		return store_query_msgs(q, v->folder, imap_view_uid(v, idx[0]),
-					imap_view_uid(v, idx[n - 1]), list_r, count_r);
-	struct store_msg *list = xcalloc(n, sizeof(*list));
-	size_t count = 0;
-	for (size_t i = 0; i < n; i++) {
-		uint32_t uid = imap_view_uid(v, idx[i]);
-		struct store_msg *one = NULL;
+	struct store_msg *list = NULL;
+	size_t count = 0, cap = 0;
+	/* Clusters of nearby indexes: 1:* is one range query, a scattered set
+	 * of 1,000 messages is about 1,000 small ones, never the whole folder. */
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		while (j + 1 < n && idx[j + 1] - idx[j] <= VIEW_RANGE_GAP)
+			j++;
+		struct store_msg *part = NULL;
 		size_t got = 0;
-		int ret = store_query_msgs(q, v->folder, uid, uid, &one, &got);
+		int ret = store_query_msgs(q, v->folder, imap_view_uid(v, idx[i]),
+					   imap_view_uid(v, idx[j]), &part, &got);
 		if (ret < 0) {
 			store_msg_list_free(list, count);
 			return ret;
 		}
-		if (got == 1)
-			list[count++] = one[0]; /* takes over its strings */
-		free(one);
+		if (list == NULL) {
+			list = part;
+			count = cap = got;
+		} else if (got > 0) {
+			if (count + got > cap) {
+				cap = (count + got) * 2;
+				list = xrealloc(list, cap * sizeof(*list));
+			}
+			memcpy(list + count, part, got * sizeof(*part)); /* takes over the strings */
+			count += got;
+			free(part);
+		}
+		i = j + 1;
 	}
 	*list_r = list;
 	*count_r = count;
