@@ -3,6 +3,11 @@
  * (6.4.7, COPYUID of UIDPLUS, RFC 4315), MOVE (RFC 6851), EXPUNGE and UID
  * EXPUNGE (6.4.3, RFC 4315).
  *
+ * STORE reads the rows of its messages once before (by UID, never the whole
+ * folder), changes them all in one transaction (one sync), and reads them
+ * once after for the responses; EXPUNGE reads only the \Deleted rows (or the
+ * ones UID EXPUNGE names).
+ *
  * Every flag change and every expunge is logged as a lifecycle event with
  * the message's lifecycle id. This session's own changes are reported by the
  * command itself and noted in the view, so the next sync does not repeat them. */
