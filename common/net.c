@@ -50,6 +50,10 @@
 #define NET_EVENTS_PER_WAKEUP 64
 /* How long a graceful close may wait for the peer to take our output. */
 #define NET_CLOSE_FLUSH_MS 10000
+/* A TLS handshake (implicit or STARTTLS) must finish within this, whatever
+ * the idle timeout: a client that connects and never speaks TLS would
+ * otherwise hold one of its address's connection slots for that long. */
+#define NET_HANDSHAKE_TIMEOUT_MS 30000
 /* Pending connections queued by the kernel per listener. */
 #define NET_LISTEN_BACKLOG 511
 
@@ -134,6 +138,7 @@ struct conn {
 	bool quiet;
 	bool mask_next;
 	bool outgoing;     /* we are the client: our lines are the C side */
+	bool handshake_timer; /* the command timer bounds a TLS handshake */
 	int batch_depth;
 	unsigned refs;
 	char *user;
@@ -171,6 +176,7 @@ static void conn_schedule(conn *c);
 static void conn_closed(conn *c);
 static void conn_read_start(conn *c);
 static void conn_idle_restart(conn *c);
+static void conn_timer_cb(uv_timer_t *timer);
 
 /* Ignores SIGPIPE once: writes to a reset peer must fail, not kill us. */
 static void net_ignore_sigpipe(void)
@@ -635,9 +641,20 @@ static void conn_process_input(conn *c)
 	}
 }
 
+/* Bounds a TLS handshake that starts now with the command timer. */
+static void conn_handshake_timer_start(conn *c)
+{
+	c->handshake_timer = true;
+	uv_timer_start(&c->command_timer, conn_timer_cb, NET_HANDSHAKE_TIMEOUT_MS, 0);
+}
+
 /* The handshake finished: the protocol may speak now. */
 static void conn_tls_ready(conn *c)
 {
+	if (c->handshake_timer) {
+		c->handshake_timer = false;
+		uv_timer_stop(&c->command_timer);
+	}
 	conn_enter(c, CONN_OPEN);
 	log_debug(c->id, "TLS established: %s %s", tls_session_version(c->tls),
 		  tls_session_cipher(c->tls));
@@ -992,6 +1009,7 @@ static void conn_begin_tls(conn *c, tls_ctx *ctx, bool server, const char *serve
 	linereader_reset(&c->lr);
 	c->tls = tls_session_new(ctx, server, server_name);
 	conn_enter(c, CONN_HANDSHAKING);
+	conn_handshake_timer_start(c);
 }
 
 /* Server side STARTTLS, after the protocol queued its go-ahead reply. */
@@ -1158,9 +1176,7 @@ static void net_accept_cb(uv_stream_t *stream, int status)
 	if (l->implicit_tls) {
 		c->tls = tls_session_new(srv->opts.tls, true, NULL);
 		conn_enter(c, CONN_HANDSHAKING);
-		/* The handshake gets the idle timeout, or a default bound. */
-		if (c->idle_timeout_ms == 0)
-			uv_timer_start(&c->command_timer, conn_timer_cb, NET_CLOSE_FLUSH_MS * 3, 0);
+		conn_handshake_timer_start(c);
 	} else {
 		c->opened = true;
 		if (srv->handlers.on_open != NULL)
