@@ -301,9 +301,24 @@ static int userdb_credentials(const char *password, char **hash_r, char **scram_
 	return 0;
 }
 
+/* A user's local part names its mailbox file (mail/<domain>/<local>.sqlite):
+ * refuse what the store would refuse, before the account exists. */
+static int userdb_check_mailbox_name(const char *address, char **err_r)
+{
+	size_t local_len = (size_t)(strrchr(address, '@') - address);
+	if (address[0] == '.' || memchr(address, '/', local_len) != NULL ||
+	    memchr(address, '\\', local_len) != NULL)
+		return userdb_error(err_r,
+				    "invalid address '%s': a user name cannot start with '.' or "
+				    "contain '/' or '\\' (it names the mailbox file)",
+				    address);
+	return 0;
+}
+
 int userdb_user_add(userdb *db, const char *address, const char *password, char **err_r)
 {
-	if (userdb_check_new_address(address, false, err_r) < 0)
+	if (userdb_check_new_address(address, false, err_r) < 0 ||
+	    userdb_check_mailbox_name(address, err_r) < 0)
 		return -1;
 	char *copy;
 	const char *local, *domain;

@@ -259,8 +259,16 @@ static int user_add(struct users_ctx *ctx, int argc, char **argv)
 	store *st = NULL;
 	if (ret == 0)
 		ret = users_mailbox_open(ctx, info.address, &st);
-	if (ret == 0)
+	if (ret == 0) {
 		printf("added %s (mailbox %s)\n", info.address, store_db_path(st));
+	} else if (userdb_user_del(ctx->db, info.address, &err) == 0) {
+		/* An account that cannot have a mailbox is not kept. */
+		fprintf(stderr, "mailctl: %s was not added\n", info.address);
+	} else {
+		fprintf(stderr, "mailctl: cannot remove the half-made %s: %s\n", info.address,
+			err != NULL ? err : "failed");
+		free(err);
+	}
 	store_close(&st);
 	user_info_free(&info);
 	return ret == 0 ? 0 : 1;

@@ -628,6 +628,8 @@ static void session_update(struct pop3_session *s)
 
 static void cmd_quit(struct pop3_session *s, char *args)
 {
+	if (!no_more_args(s, args))
+		return;
 	if (s->state == POP3_TRANSACTION) {
 		session_update(s);
 		return;

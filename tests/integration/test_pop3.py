@@ -239,6 +239,7 @@ def test_bad_input_each_gets_an_error_and_the_session_goes_on(pop):
     assert r.cmd("DELE x") == "-ERR Invalid message number: not a number"
     assert r.cmd("LIST 1 2") == "-ERR Too many arguments"
     assert r.cmd("STAT now") == "-ERR Too many arguments"
+    assert r.cmd("QUIT now") == "-ERR Too many arguments"
     assert r.cmd("TOP 1") == "-ERR Missing number of lines"
     assert r.cmd("TOP 1 -2") == "-ERR Invalid number of lines: negative"
     assert r.cmd("TOP 1 many") == "-ERR Invalid number of lines: not a number"
