@@ -85,6 +85,8 @@ void mua_transcript_add(const char *proto, char dir, const char *line, size_t le
 /* A note of the client's own ("connecting to ..."). */
 void mua_transcript_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 size_t mua_transcript_count(void);
+/* Counts every line ever recorded (to notice new ones). */
+uint64_t mua_transcript_generation(void);
 /* Line i, 0 = the oldest kept. */
 const char *mua_transcript_line(size_t i);
 /* When set, every line is also written there (scripting mode --verbose). */

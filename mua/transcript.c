@@ -6,6 +6,7 @@
  * line is at (head - count) mod the ring size. */
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,11 @@ static size_t head, count;
 static bool echo;
 
 /* Stores one finished line, dropping the oldest when full. */
+static uint64_t generation;
+
 static void transcript_store(char *line)
 {
+	generation++;
 	free(ring[head]);
 	ring[head] = line;
 	head = (head + 1) % MUA_TRANSCRIPT_LINES;
@@ -28,6 +32,12 @@ static void transcript_store(char *line)
 		count++;
 	if (echo)
 		fprintf(stderr, "%s\n", line);
+}
+
+/* Lines recorded since the start (the pane redraws when it changes). */
+uint64_t mua_transcript_generation(void)
+{
+	return generation;
 }
 
 /* Records a protocol line, masked and shortened. */

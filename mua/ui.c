@@ -6,8 +6,8 @@
  * resizes the screen. Layout at any size (80x24 included): line 0 is the key
  * help bar, then the screen's content, the transcript pane when it is shown,
  * the status bar (reverse video) and the message/prompt line at the bottom.
- * Drawing happens once per loop iteration from a uv_check handle when
- * something changed (ui->dirty). */
+ * Drawing happens once per loop iteration, from a uv_prepare handle (just
+ * before the loop waits), when something changed (ui->dirty). */
 #include <curses.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -550,14 +550,24 @@ static void ui_draw(struct ui *ui)
 	refresh();
 }
 
-/* Draws after the loop handled a batch of events. */
-static void ui_check_cb(uv_check_t *h)
+/* Draws when something changed: called before the loop waits (uv_prepare),
+ * so that changes made anywhere, close callbacks included, reach the screen. */
+static void ui_redraw_if_dirty(struct ui *ui)
 {
-	struct ui *ui = h->data;
+	/* The transcript pane follows the conversation as it happens. */
+	if (ui->show_transcript && mua_transcript_generation() != ui->transcript_generation) {
+		ui->transcript_generation = mua_transcript_generation();
+		ui->dirty = true;
+	}
 	if (ui->dirty && !ui->quit) {
 		ui->dirty = false;
 		ui_draw(ui);
 	}
+}
+
+static void ui_prepare_cb(uv_prepare_t *h)
+{
+	ui_redraw_if_dirty(h->data);
 }
 
 /* ---- keys ---- */
@@ -781,7 +791,7 @@ void ui_quit(struct ui *ui)
 	ui->quit = true;
 	uv_poll_stop(&ui->input);
 	uv_signal_stop(&ui->winch);
-	uv_check_stop(&ui->redraw);
+	uv_prepare_stop(&ui->redraw);
 	bool imap_up = ui->cl != NULL && imapc_get_state(ui->cl) == IMAPC_READY;
 	bool pop3_up = ui->pc != NULL && pop3c_get_state(ui->pc) == IMAPC_READY;
 	if (imap_up || pop3_up) {
@@ -864,9 +874,9 @@ int mua_ui_run(uv_loop_t *loop, struct mua_accounts *accounts, struct mua_accoun
 	uv_signal_init(loop, &ui->winch);
 	ui->winch.data = ui;
 	uv_signal_start(&ui->winch, ui_winch_cb, SIGWINCH);
-	uv_check_init(loop, &ui->redraw);
+	uv_prepare_init(loop, &ui->redraw);
 	ui->redraw.data = ui;
-	uv_check_start(&ui->redraw, ui_check_cb);
+	uv_prepare_start(&ui->redraw, ui_prepare_cb);
 	ui->folder = xstrdup("INBOX");
 	ui->dirty = true;
 	ui_draw(ui);

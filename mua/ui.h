@@ -84,7 +84,7 @@ struct ui {
 	enum imapc_state conn_state;
 	uv_poll_t input;
 	uv_signal_t winch;
-	uv_check_t redraw;
+	uv_prepare_t redraw;
 	uv_timer_t quit_timer;
 	bool dirty, quit;
 	enum ui_screen screen, return_screen;
@@ -93,6 +93,7 @@ struct ui {
 	bool show_transcript;
 	size_t help_top;
 	size_t transcript_scroll;
+	uint64_t transcript_generation; /* of the lines last drawn */
 	/* folder and index */
 	char *folder;
 	uint32_t uidvalidity;  /* of the folder as cached; 0 = unknown */

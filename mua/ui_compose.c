@@ -148,9 +148,11 @@ static void ui_new_to_done(struct ui *ui, const char *text)
 		return;
 	}
 	if (text[0] == '\0' || !ui_addresses_ok(ui, text)) {
-		if (text[0] == '\0')
-			ui_status(ui, "No recipients were specified.");
-		ui_prompt(ui, "To: ", text, true, ui_new_to_done);
+		/* The prompt takes the bottom line: say what was wrong in its label. */
+		char label[128];
+		snprintf(label, sizeof(label), "%.90s  To: ", text[0] == '\0' ?
+			 "No recipients were specified." : ui->status);
+		ui_prompt(ui, label, text, true, ui_new_to_done);
 		return;
 	}
 	draft_set(&ui->draft.to, text);
@@ -173,7 +175,10 @@ static void ui_forward_to_done(struct ui *ui, const char *text)
 		return;
 	}
 	if (text[0] == '\0' || !ui_addresses_ok(ui, text)) {
-		ui_prompt(ui, "To: ", text, true, ui_forward_to_done);
+		char label[128];
+		snprintf(label, sizeof(label), "%.90s  To: ", text[0] == '\0' ?
+			 "No recipients were specified." : ui->status);
+		ui_prompt(ui, label, text, true, ui_forward_to_done);
 		return;
 	}
 	draft_set(&ui->draft.to, text);

@@ -310,7 +310,9 @@ void ui_on_exists(void *arg, uint32_t count)
 	bool at_end = ui->cursor + 1 >= ui_row_count(ui);
 	ui->exists = count;
 	if (count > old && ui->selected && !ui->selecting) {
-		ui_status(ui, "New mail in %s.", ui->folder);
+		char *shown = mutf7_display(ui->folder);
+		ui_status(ui, "New mail in %s.", shown);
+		free(shown);
 		beep();
 		if (!ui->limited && at_end && ui->screen == SCR_INDEX && !ui->threaded)
 			ui->cursor = count - 1;

@@ -243,9 +243,13 @@ class Screen:
         raise AssertionError(f"{needle!r} did not appear; the screen is:\n{self.text()}")
 
     def quit(self):
-        if "MUA-EXIT" not in self.text():
+        # q leads back from any screen to the index, and from there out.
+        for _ in range(5):
+            if "MUA-EXIT" in self.text():
+                break
             self.keys("Escape")
             self.keys("q")
+            time.sleep(0.2)
         screen = self.wait("MUA-EXIT=")
         self.tmux("kill-server")
         err = self.err.read_text(errors="replace") if self.err.exists() else ""
@@ -259,126 +263,3 @@ def screens():
     yield made
     for s in made:
         s.tmux("kill-server")
-
-
-def test_conversation_on_screen(mail, tmp_path, screens):
-    """alice writes to bob; bob sees it without a key, opens it and replies to
-    all; alice sees the reply threaded under her message."""
-    bob_dir = tmp_path / "bob"
-    bob_dir.mkdir()
-    bob = Screen(mail, bob_dir, BOB, body="Friday works for me.")
-    screens.append(bob)
-    bob.wait("online")
-    bob.wait("No messages in this folder.")
-    alice_dir = tmp_path / "alice"
-    alice_dir.mkdir()
-    alice = Screen(mail, alice_dir, ALICE, body="Shall we have lunch on Friday?")
-    screens.append(alice)
-    alice.wait("online")
-    alice.keys("m")
-    alice.wait("\nTo:")
-    alice.type(f"{BOB}, {ALICE}")
-    alice.keys("Enter")
-    alice.wait("\nSubject:")
-    alice.type("Lunch on Friday")
-    alice.keys("Enter")
-    alice.wait("y:Send")
-    screen = alice.text()
-    assert "Shall we have lunch on Friday?" in screen
-    alice.keys("y")
-    alice.wait("-*- alice@example.test: INBOX")  # back on the index
-    alice.wait("Lunch on Friday")  # her Cc copy
-    # bob: new mail shows up by itself (IDLE), with a notice.
-    screen = bob.wait("Lunch on Friday")
-    bob.wait("New mail in INBOX.")
-    bob.keys("Enter")
-    screen = bob.wait("Shall we have lunch on Friday?")
-    assert "Subject: Lunch on Friday" in screen and f"From: {ALICE}" in screen
-    bob.keys("g")
-    screen = bob.wait("y:Send")
-    assert "Re: Lunch on Friday" in screen
-    assert "> Shall we have lunch on Friday?" in screen
-    assert "Friday works for me." in screen
-    bob.keys("y")
-    bob.wait("Mail sent.")
-    # alice: the reply is threaded under her own message.
-    screen = alice.wait("└─>Re: Lunch on Friday", timeout=20)
-    rows = [line for line in screen.splitlines() if "Lunch on Friday" in line]
-    assert len(rows) == 2, screen
-    assert "└─>Re: Lunch on Friday" in rows[1] and "└─>" not in rows[0]
-    # The reply is a proper reply.
-    wait_messages(mail, ALICE, "INBOX", 2)
-    reply = email.message_from_bytes(fetch_raw(mail, ALICE, "INBOX", 2),
-                                     policy=email.policy.default)
-    original = email.message_from_bytes(fetch_raw(mail, ALICE, "INBOX", 1),
-                                        policy=email.policy.default)
-    assert reply["In-Reply-To"] == original["Message-ID"]
-    assert original["Message-ID"] in reply["References"]
-    # bob's original is now marked answered.
-    bob.keys("q")
-    bob.wait(" r ")
-    # The transcript pane shows the conversation with the password masked.
-    alice.keys("T")
-    screen = alice.wait("transcript")
-    alice.quit()
-    bob.quit()
-
-
-def test_attachment_delete_expunge_resize_and_server_stop(mail, tmp_path, screens):
-    blob = os.urandom(7000)
-    (tmp_path / "report.bin").write_bytes(blob)
-    r = mua(mail, ALICE, "send", "--to", BOB, "--subject", "The report", "--attach",
-            str(tmp_path / "report.bin"), input=b"Here it is.\n")
-    assert r.returncode == 0, r.stderr
-    r = mua(mail, ALICE, "send", "--to", BOB, "--subject", "Second note", input=b"Two.\n")
-    assert r.returncode == 0, r.stderr
-    wait_messages(mail, BOB, "INBOX", 2)
-    save_dir = tmp_path / "bob"
-    save_dir.mkdir()
-    bob = Screen(mail, save_dir, BOB)
-    screens.append(bob)
-    bob.wait("Second note")
-    bob.keys("=")
-    bob.keys("Enter")
-    bob.wait("Here it is.")
-    bob.wait("[-- Attachment #1: report.bin (application/octet-stream, 7000 bytes) --]")
-    bob.keys("v")
-    bob.wait("report.bin")
-    bob.keys("s")
-    bob.wait("Save to file: report.bin")
-    bob.keys("C-u")
-    bob.type("saved.bin")
-    bob.keys("Enter")
-    bob.wait("Saved 7000 bytes to saved.bin.")
-    assert (save_dir / "saved.bin").read_bytes() == blob
-    bob.keys("q")
-    bob.keys("q")
-    bob.wait("Msgs:2")
-    # Delete the first, expunge: one message left.
-    bob.keys("=")
-    bob.keys("d")
-    bob.wait("Del:1")
-    bob.keys("$")
-    bob.wait("Expunge deleted messages?")
-    bob.keys("y")
-    screen = bob.wait("Msgs:1 ")
-    assert "The report" not in screen and "Second note" in screen
-    # A resize re-renders at the new size, and back at 80x24.
-    bob.tmux("resize-window", "-t", bob.name, "-x", "120", "-y", "40")
-    screen = bob.wait("Second note")
-    assert len(screen.splitlines()) >= 39
-    bob.tmux("resize-window", "-t", bob.name, "-x", "80", "-y", "24")
-    bob.wait("Second note")
-    # Stopping the IMAP server mid-session: a status line message, no crash.
-    mail.kill("imapd")
-    screen = bob.wait("-- offline", timeout=20)
-    # "connection to IMAP server ... lost", then the failing reconnects.
-    assert ("connection to IMAP server 127.0.0.1:" in screen
-            or "cannot connect to IMAP server: cannot connect to 127.0.0.1:" in screen), screen
-    bob.keys("j")
-    assert "MUA-EXIT" not in bob.text()
-    # It reconnects when the server is back.
-    mail.start("imapd")
-    bob.wait("online", timeout=40)
-    bob.wait("Second note", timeout=20)
-    bob.quit()
