@@ -105,7 +105,7 @@ def test_two_hosts_send_across(lab, tmp_path):
     r = mailctl(school, "trace", "--last")
     assert "hop=10.77.0.2:10025" in r.stdout and "delivered to the next hop" in r.stdout
     r = mailctl(home, "trace", "--last")
-    assert 'from="mail.school.test [10.77.0.1]"' in r.stdout
+    assert 'client="mail.school.test [10.77.0.1]"' in r.stdout
     assert "filed in the mailbox" in r.stdout
 
     r = mailctl(lab, "lab", "net", "down")
