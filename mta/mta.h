@@ -207,13 +207,17 @@ struct delivery {
 void delivery_set_rest(struct delivery *dl, int code, const char *status, const char *reply);
 /* Gives one recipient its result. */
 void delivery_set(struct delivery_rcpt *r, int code, const char *status, const char *reply);
-/* What the next hop advertised, for delivery_mail_from. */
+/* What the next hop advertised, for delivery_mail_params. */
 enum mail_from_flags {
 	MAIL_FROM_SIZE = 1 << 0,
 	MAIL_FROM_8BIT = 1 << 1,
 	MAIL_FROM_SMTPUTF8 = 1 << 2,
 	MAIL_FROM_DSN = 1 << 3,
 };
+/* Appends the MAIL parameters the next hop understands ("SIZE=1234 BODY=8BITMIME"),
+ * space-separated. */
+void delivery_mail_params(buf_t *out, const struct delivery *dl, unsigned flags,
+			  const char *lifecycle_param);
 /* Appends "MAIL FROM:<addr>" with the parameters the next hop understands. */
 void delivery_mail_from(buf_t *out, const struct delivery *dl, unsigned flags,
 			const char *lifecycle_param);

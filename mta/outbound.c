@@ -8,6 +8,7 @@
 #include "mta.h"
 
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,26 +144,46 @@ void delivery_set_rest(struct delivery *dl, int code, const char *status, const 
 		delivery_set(&dl->rcpts[i], code, status, reply);
 }
 
-void delivery_mail_from(buf_t *out, const struct delivery *dl, unsigned flags,
-			const char *lifecycle_param)
+/* Appends one parameter, space-separated from those before it. */
+static void delivery_param(buf_t *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void delivery_param(buf_t *out, const char *fmt, ...)
+{
+	if (out->len > 0)
+		buf_append_char(out, ' ');
+	va_list ap;
+	va_start(ap, fmt);
+	buf_vprintf(out, fmt, ap);
+	va_end(ap);
+}
+
+void delivery_mail_params(buf_t *out, const struct delivery *dl, unsigned flags,
+			  const char *lifecycle_param)
 {
 	const struct queue_msg *msg = dl->msg;
-	buf_printf(out, "MAIL FROM:<%s>", msg->sender);
 	if (flags & MAIL_FROM_SIZE)
-		buf_printf(out, " SIZE=%zu", msg->body_len);
+		delivery_param(out, "SIZE=%zu", msg->body_len);
 	if (msg->body_8bit && (flags & MAIL_FROM_8BIT))
-		buf_append_str(out, " BODY=8BITMIME");
+		delivery_param(out, "BODY=8BITMIME");
 	if (msg->smtputf8 && (flags & MAIL_FROM_SMTPUTF8))
-		buf_append_str(out, " SMTPUTF8");
+		delivery_param(out, "SMTPUTF8");
 	if (flags & MAIL_FROM_DSN) {
 		if (msg->ret != NULL)
-			buf_printf(out, " RET=%s", msg->ret);
+			delivery_param(out, "RET=%s", msg->ret);
 		if (msg->envid != NULL) {
 			char *x = xtext_encode(msg->envid);
-			buf_printf(out, " ENVID=%s", x);
+			delivery_param(out, "ENVID=%s", x);
 			free(x);
 		}
 	}
 	if (lifecycle_param != NULL)
-		buf_printf(out, " XLIFECYCLE=%s", lifecycle_param);
+		delivery_param(out, "XLIFECYCLE=%s", lifecycle_param);
+}
+
+void delivery_mail_from(buf_t *out, const struct delivery *dl, unsigned flags,
+			const char *lifecycle_param)
+{
+	buf_printf(out, "MAIL FROM:<%s>", dl->msg->sender);
+	size_t start = out->len;
+	delivery_mail_params(out, dl, flags, lifecycle_param);
+	(void)start;
 }
