@@ -218,9 +218,6 @@ enum mail_from_flags {
  * space-separated. */
 void delivery_mail_params(buf_t *out, const struct delivery *dl, unsigned flags,
 			  const char *lifecycle_param);
-/* Appends "MAIL FROM:<addr>" with the parameters the next hop understands. */
-void delivery_mail_from(buf_t *out, const struct delivery *dl, unsigned flags,
-			const char *lifecycle_param);
 
 /* ---- downgrade.c ---- */
 /* An 8BITMIME message made fit for a next hop without 8BITMIME: 0 with *out_r

@@ -178,12 +178,3 @@ void delivery_mail_params(buf_t *out, const struct delivery *dl, unsigned flags,
 	if (lifecycle_param != NULL)
 		delivery_param(out, "XLIFECYCLE=%s", lifecycle_param);
 }
-
-void delivery_mail_from(buf_t *out, const struct delivery *dl, unsigned flags,
-			const char *lifecycle_param)
-{
-	buf_printf(out, "MAIL FROM:<%s>", dl->msg->sender);
-	size_t start = out->len;
-	delivery_mail_params(out, dl, flags, lifecycle_param);
-	(void)start;
-}

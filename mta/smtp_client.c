@@ -5,14 +5,17 @@
  * else the "*" route (a smarthost), else its MX records (dns.h, on the thread
  * pool) tried in order of preference on port 25.
  *
- * States:
- *   RESOLVE -> CONNECTING -> GREETING -> EHLO [-> STARTTLS -> TLS -> EHLO]
- *   [-> AUTH] -> MAIL_REPLIES (MAIL, RCPT..., DATA; pipelined when offered)
- *   -> BODY -> DATA_REPLY -> QUIT -> done
- * Any failure ends the delivery: recipients without a result get the reply
- * (5xx = permanent, else temporary) and the connection closes. STARTTLS is
- * used whenever offered (opportunistic, RFC 3207; certificates are not
- * checked because MX hosts rarely have verifiable names).
+ * The conversation is common/smtp_client.h's: greeting, EHLO (HELO when
+ * refused), STARTTLS whenever offered (opportunistic, RFC 3207; certificates
+ * are not checked because MX hosts rarely have verifiable names), AUTH PLAIN
+ * when the route has credentials, then one pipelined transaction. What is
+ * left here is the mta's part: which hosts, what the next hop must support
+ * for this message (SIZE, SMTPUTF8, 8BITMIME with a 7-bit downgrade, DSN
+ * parameters), and what each recipient's reply means for the queue:
+ * 5xx = permanent, anything else that is not success is temporary (451).
+ *
+ * A delivery goes RESOLVE (MX lookup) -> CONNECT (the next host) -> SESSION
+ * -> finished; a connection that cannot be made moves on to the next host.
  *
  * Lab faults (fault.h), each a temporary failure retried on the schedule:
  * `route refuse` fails every connect as refused, `route timeout` as timed
@@ -27,57 +30,26 @@
 #include "dns.h"
 #include "fault.h"
 #include "log.h"
-#include "sasl.h"
+#include "smtp_client.h"
 #include "smtp_path.h"
 
-#define SMTPC_REPLY_TIMEOUT_MS (300 * 1000)
 #define SMTPC_MAX_HOSTS 8
-
-enum smtpc_state {
-	SMTPC_RESOLVE,
-	SMTPC_CONNECTING,
-	SMTPC_GREETING,
-	SMTPC_EHLO,
-	SMTPC_HELO,
-	SMTPC_STARTTLS,
-	SMTPC_TLS,
-	SMTPC_AUTH,
-	SMTPC_MAIL_REPLIES,
-	SMTPC_BODY,
-	SMTPC_DATA_REPLY,
-	SMTPC_QUIT,
-	SMTPC_DONE,
-};
-
-static const char *const smtpc_state_names[] = {
-	"RESOLVE", "CONNECTING", "GREETING", "EHLO", "HELO", "STARTTLS", "TLS", "AUTH",
-	"MAIL_REPLIES", "BODY", "DATA_REPLY", "QUIT", "DONE",
-};
 
 struct smtpc {
 	struct smtp_clients *sc;
 	struct delivery *dl;
-	conn *c;
-	enum smtpc_state state;
-	struct smtp_reply reply;
+	smtp_client *cl;        /* the session with the current host, or NULL */
 	char *hosts[SMTPC_MAX_HOSTS];
 	size_t host_count, host_index;
 	int port;
 	char *auth_user, *auth_password;
 	char *last_error;
-	/* what the server offered */
-	bool pipelining, starttls, size, eightbit, smtputf8, dsn, auth_plain;
-	int64_t size_limit;
-	bool tls_done;
 	bool fault_drop;        /* route drop: hang up after the greeting */
+	bool sent;
 	char *converted;        /* the body downgraded to 7 bits, or NULL */
 	size_t converted_len;
-	sasl_client *sasl;
-	size_t replies_seen;
-	bool mail_failed;
-	size_t *accepted;
-	size_t accepted_count;
-	struct body_sender bs;
+	const char **rcpts;     /* the transaction's addresses (pointing into dl) */
+	char **rcpt_params;
 	struct smtpc *next;
 };
 
@@ -89,14 +61,6 @@ struct smtp_clients {
 };
 
 static void smtpc_connect_next(struct smtpc *x);
-
-static void smtpc_enter(struct smtpc *x, enum smtpc_state state)
-{
-	log_kv(LOG_DEBUG, x->c != NULL ? conn_id(x->c) : 0, "smtp client state", "from",
-	       smtpc_state_names[x->state], "to", smtpc_state_names[state], "domain",
-	       x->dl != NULL ? x->dl->domain : NULL, NULL);
-	x->state = state;
-}
 
 struct smtp_clients *smtp_clients_new(struct mta *m)
 {
@@ -111,18 +75,28 @@ struct smtp_clients *smtp_clients_new(struct mta *m)
 	return sc;
 }
 
-/* Frees the client state once it is detached from its connection. */
+/* Frees the per-transaction recipient lists. */
+static void smtpc_free_rcpts(struct smtpc *x)
+{
+	if (x->rcpt_params != NULL && x->dl != NULL)
+		for (size_t i = 0; i < x->dl->count; i++)
+			free(x->rcpt_params[i]);
+	free(x->rcpt_params);
+	free(x->rcpts);
+	x->rcpt_params = NULL;
+	x->rcpts = NULL;
+}
+
+/* Frees the delivery state once no session refers to it. */
 static void smtpc_free(struct smtpc *x)
 {
+	smtpc_free_rcpts(x);
 	for (size_t i = 0; i < x->host_count; i++)
 		free(x->hosts[i]);
 	free(x->auth_user);
 	free(x->auth_password);
 	free(x->last_error);
 	free(x->converted);
-	free(x->accepted);
-	sasl_client_free(&x->sasl);
-	buf_free(&x->reply.text);
 	struct smtp_clients *sc = x->sc;
 	for (struct smtpc **pp = &sc->active; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == x) {
@@ -139,70 +113,28 @@ static void smtpc_finish(struct smtpc *x, int code, const char *status, const ch
 	struct delivery *dl = x->dl;
 	if (dl == NULL)
 		return;
+	smtpc_free_rcpts(x);
 	x->dl = NULL;
 	if (reply != NULL)
 		delivery_set_rest(dl, code, status, reply);
 	dl->done(dl);
 }
 
-/* Ends the session after a failure reply: QUIT politely, then close. */
-static void smtpc_fail(struct smtpc *x, int code, const char *status, const char *reply)
+/* Ends the delivery before the transaction, politely. */
+static void smtpc_give_up(struct smtpc *x, int code, const char *status, const char *reply)
 {
 	smtpc_finish(x, code, status, reply);
-	if (x->c != NULL && !conn_is_closing(x->c)) {
-		smtpc_enter(x, SMTPC_QUIT);
-		conn_write_str(x->c, "QUIT\r\n");
-		conn_close(x->c);
-	}
+	smtp_client_quit(x->cl);
 }
 
-/* Fails with the server's reply (its class decides permanent or not). */
-static void smtpc_fail_reply(struct smtpc *x, const char *when)
+/* What a refusal means for the queue: 5xx stays, everything else is a 451
+ * that keeps a 4xx's enhanced code (a success is kept only when `success`). */
+static void smtpc_map_reply(const struct smtp_client_reply *r, bool success, int *code_r,
+			    const char **status_r)
 {
-	char status[16];
-	smtp_reply_status(&x->reply, status, sizeof(status));
-	char *one = smtp_reply_oneline(&x->reply);
-	char *text = xasprintf("%s (in reply to %s, host %s)", one, when,
-			       x->dl != NULL && x->dl->hop != NULL ? x->dl->hop : "?");
-	int code = x->reply.code / 100 == 5 ? x->reply.code : 451;
-	smtpc_fail(x, code, code == 451 && x->reply.code / 100 != 4 ? "4.5.0" : status, text);
-	free(one);
-	free(text);
-}
-
-/* Reads the EHLO keywords. */
-static void smtpc_read_ehlo(struct smtpc *x)
-{
-	x->pipelining = x->starttls = x->size = x->eightbit = x->smtputf8 = x->dsn = false;
-	x->auth_plain = false;
-	x->size_limit = 0;
-	const char *line = buf_cstr(&x->reply.text);
-	bool first = true;
-	while (line != NULL && *line != '\0') {
-		const char *end = strchr(line, '\n');
-		size_t n = end != NULL ? (size_t)(end - line) : strlen(line);
-		char *kw = n > 4 ? xstrndup(line + 4, n - 4) : xstrdup("");
-		if (!first) {
-			if (strcasecmp(kw, "PIPELINING") == 0)
-				x->pipelining = true;
-			else if (strcasecmp(kw, "STARTTLS") == 0)
-				x->starttls = true;
-			else if (strncasecmp(kw, "SIZE", 4) == 0 && (kw[4] == '\0' || kw[4] == ' ')) {
-				x->size = true;
-				x->size_limit = kw[4] == ' ' ? strtoll(kw + 5, NULL, 10) : 0;
-			} else if (strcasecmp(kw, "8BITMIME") == 0)
-				x->eightbit = true;
-			else if (strcasecmp(kw, "SMTPUTF8") == 0)
-				x->smtputf8 = true;
-			else if (strcasecmp(kw, "DSN") == 0)
-				x->dsn = true;
-			else if (strncasecmp(kw, "AUTH ", 5) == 0 && strcasestr(kw, "PLAIN") != NULL)
-				x->auth_plain = true;
-		}
-		free(kw);
-		first = false;
-		line = end != NULL ? end + 1 : NULL;
-	}
+	int cls = r->code / 100;
+	*code_r = cls == 5 || (success && cls == 2) ? r->code : 451;
+	*status_r = cls == 5 || cls == 4 || (success && cls == 2) ? r->status : "4.5.0";
 }
 
 /* True when the message cannot go without SMTPUTF8 (non-ASCII addresses). */
@@ -218,394 +150,216 @@ static bool smtpc_needs_utf8(const struct delivery *dl)
 	return false;
 }
 
-/* Writes command k of the transaction: 0 = MAIL, 1..n = RCPT, n+1 = DATA. */
-static void smtpc_write_command(struct smtpc *x, size_t k)
+/* The DSN parameters of one RCPT (RFC 3461 4.1, 4.2), or NULL. */
+static char *smtpc_rcpt_params(const struct queue_rcpt *r)
 {
-	struct delivery *dl = x->dl;
 	buf_t out = BUF_INIT;
-	if (k == 0) {
-		unsigned flags = (x->size ? MAIL_FROM_SIZE : 0) | (x->eightbit ? MAIL_FROM_8BIT : 0) |
-				 (x->smtputf8 ? MAIL_FROM_SMTPUTF8 : 0) | (x->dsn ? MAIL_FROM_DSN : 0);
-		delivery_mail_from(&out, dl, flags, NULL);
-	} else if (k <= dl->count) {
-		const struct queue_rcpt *r = dl->rcpts[k - 1].rcpt;
-		buf_printf(&out, "RCPT TO:<%s>", r->address);
-		if (x->dsn && r->notify != 0) {
-			buf_append_str(&out, " NOTIFY=");
-			if (r->notify & QUEUE_NOTIFY_NEVER) {
-				buf_append_str(&out, "NEVER");
-			} else {
-				const char *sep = "";
-				if (r->notify & QUEUE_NOTIFY_SUCCESS) {
-					buf_append_str(&out, "SUCCESS");
-					sep = ",";
-				}
-				if (r->notify & QUEUE_NOTIFY_FAILURE) {
-					buf_printf(&out, "%sFAILURE", sep);
-					sep = ",";
-				}
-				if (r->notify & QUEUE_NOTIFY_DELAY)
-					buf_printf(&out, "%sDELAY", sep);
+	if (r->notify != 0) {
+		buf_append_str(&out, "NOTIFY=");
+		if (r->notify & QUEUE_NOTIFY_NEVER) {
+			buf_append_str(&out, "NEVER");
+		} else {
+			const char *sep = "";
+			if (r->notify & QUEUE_NOTIFY_SUCCESS) {
+				buf_append_str(&out, "SUCCESS");
+				sep = ",";
 			}
-		}
-		if (x->dsn && r->orcpt != NULL) {
-			const char *semi = strchr(r->orcpt, ';');
-			if (semi != NULL) {
-				char *enc = xtext_encode(semi + 1);
-				buf_printf(&out, " ORCPT=%.*s;%s", (int)(semi - r->orcpt), r->orcpt, enc);
-				free(enc);
+			if (r->notify & QUEUE_NOTIFY_FAILURE) {
+				buf_printf(&out, "%sFAILURE", sep);
+				sep = ",";
 			}
+			if (r->notify & QUEUE_NOTIFY_DELAY)
+				buf_printf(&out, "%sDELAY", sep);
 		}
-	} else {
-		buf_append_str(&out, "DATA");
 	}
-	buf_append_str(&out, "\r\n");
-	conn_write(x->c, out.data, out.len);
-	buf_free(&out);
+	if (r->orcpt != NULL) {
+		const char *semi = strchr(r->orcpt, ';');
+		if (semi != NULL) {
+			char *enc = xtext_encode(semi + 1);
+			buf_printf(&out, "%sORCPT=%.*s;%s", out.len > 0 ? " " : "",
+				   (int)(semi - r->orcpt), r->orcpt, enc);
+			free(enc);
+		}
+	}
+	if (out.len == 0) {
+		buf_free(&out);
+		return NULL;
+	}
+	return buf_steal(&out);
 }
 
-/* Greeted (and maybe in TLS and authenticated): start the transaction. */
-static void smtpc_begin_transaction(struct smtpc *x)
+/* Ready (greeted, maybe in TLS and authenticated): check what this message
+ * needs from the next hop, then send it. */
+static void smtpc_ready(smtp_client *cl, void *arg)
 {
+	struct smtpc *x = arg;
 	struct delivery *dl = x->dl;
-	if (x->size && x->size_limit > 0 && (int64_t)dl->msg->body_len > x->size_limit) {
+	if (dl == NULL || x->sent) {
+		smtp_client_quit(cl);
+		return;
+	}
+	const char *size = smtp_client_extension(cl, "SIZE");
+	long long size_limit = size != NULL ? strtoll(size, NULL, 10) : 0;
+	if (size_limit > 0 && (long long)dl->msg->body_len > size_limit) {
 		char *text = xasprintf("552 5.3.4 Message too big for %s (limit %lld)", dl->hop,
-				       (long long)x->size_limit);
-		smtpc_fail(x, 552, "5.3.4", text);
+				       size_limit);
+		smtpc_give_up(x, 552, "5.3.4", text);
 		free(text);
 		return;
 	}
-	if (dl->msg->smtputf8 && !x->smtputf8 && smtpc_needs_utf8(dl)) {
+	bool utf8 = smtp_client_has_extension(cl, "SMTPUTF8");
+	if (dl->msg->smtputf8 && !utf8 && smtpc_needs_utf8(dl)) {
 		char *text = xasprintf("553 5.6.7 %s does not support SMTPUTF8 (RFC 6531 3.2)", dl->hop);
-		smtpc_fail(x, 553, "5.6.7", text);
+		smtpc_give_up(x, 553, "5.6.7", text);
 		free(text);
 		return;
 	}
-	if (dl->msg->body_8bit && !x->eightbit && x->converted == NULL) {
+	bool eightbit = smtp_client_has_extension(cl, "8BITMIME");
+	if (dl->msg->body_8bit && !eightbit && x->converted == NULL) {
 		const char *why = NULL;
 		if (downgrade_to_7bit(dl->msg->body, dl->msg->body_len, &x->converted,
 				      &x->converted_len, &why) < 0) {
 			char *text = xasprintf("554 5.6.3 Conversion required but not supported: %s "
 					       "does not support 8BITMIME and %s (RFC 6152 3)",
 					       dl->hop, why);
-			smtpc_fail(x, 554, "5.6.3", text);
+			smtpc_give_up(x, 554, "5.6.3", text);
 			free(text);
 			return;
 		}
 	}
-	dl->remote_dsn = x->dsn;
-	x->replies_seen = 0;
-	x->mail_failed = false;
-	x->accepted = xcalloc(dl->count > 0 ? dl->count : 1, sizeof(*x->accepted));
-	x->accepted_count = 0;
-	smtpc_enter(x, SMTPC_MAIL_REPLIES);
-	if (x->pipelining) {
-		for (size_t k = 0; k <= dl->count + 1; k++)
-			smtpc_write_command(x, k);
-	} else {
-		smtpc_write_command(x, 0);
+	bool dsn = smtp_client_has_extension(cl, "DSN");
+	dl->remote_dsn = dsn;
+	unsigned flags = (size != NULL ? MAIL_FROM_SIZE : 0) | (eightbit ? MAIL_FROM_8BIT : 0) |
+			 (utf8 ? MAIL_FROM_SMTPUTF8 : 0) | (dsn ? MAIL_FROM_DSN : 0);
+	buf_t params = BUF_INIT;
+	delivery_mail_params(&params, dl, flags, NULL);
+	x->rcpts = xcalloc(dl->count > 0 ? dl->count : 1, sizeof(*x->rcpts));
+	x->rcpt_params = xcalloc(dl->count > 0 ? dl->count : 1, sizeof(*x->rcpt_params));
+	for (size_t i = 0; i < dl->count; i++) {
+		x->rcpts[i] = dl->rcpts[i].rcpt->address;
+		x->rcpt_params[i] = dsn ? smtpc_rcpt_params(dl->rcpts[i].rcpt) : NULL;
 	}
+	struct smtp_client_message msg = {
+		.sender = dl->msg->sender,
+		.mail_params = buf_cstr(&params),
+		.rcpts = x->rcpts,
+		.rcpt_params = (const char *const *)x->rcpt_params,
+		.rcpt_count = dl->count,
+		.data = x->converted != NULL ? x->converted : dl->msg->body,
+		.len = x->converted != NULL ? x->converted_len : dl->msg->body_len,
+	};
+	x->sent = true;
+	smtp_client_send(cl, &msg);
+	buf_free(&params);
 }
 
-/* After EHLO: STARTTLS if offered, AUTH if the route asks, then MAIL. */
-static void smtpc_after_ehlo(struct smtpc *x)
-{
-	if (x->starttls && !x->tls_done && x->sc->tls != NULL) {
-		smtpc_enter(x, SMTPC_STARTTLS);
-		conn_write_str(x->c, "STARTTLS\r\n");
-		return;
-	}
-	if (x->auth_user != NULL) {
-		if (!x->auth_plain) {
-			char *text = xasprintf("451 4.7.0 %s does not offer AUTH PLAIN%s", x->dl->hop,
-					       conn_is_tls(x->c) ? "" : " (no TLS)");
-			smtpc_fail(x, 451, "4.7.0", text);
-			free(text);
-			return;
-		}
-		x->sasl = sasl_client_new("PLAIN", x->auth_user, x->auth_password);
-		char *initial = sasl_client_initial(x->sasl);
-		smtpc_enter(x, SMTPC_AUTH);
-		conn_mask_next_line(x->c);
-		conn_printf(x->c, "AUTH PLAIN %s\r\n", initial != NULL ? initial : "=");
-		free(initial);
-		return;
-	}
-	smtpc_begin_transaction(x);
-}
-
-static void smtpc_body_sent(void *arg)
+/* The transaction ended: each recipient's deciding reply is its result. */
+static void smtpc_message_done(smtp_client *cl, const struct smtp_client_result *res, void *arg)
 {
 	struct smtpc *x = arg;
-	if (x->state == SMTPC_BODY)
-		smtpc_enter(x, SMTPC_DATA_REPLY);
-}
-
-/* One reply to MAIL, a RCPT or DATA. */
-static void smtpc_mail_reply(struct smtpc *x)
-{
 	struct delivery *dl = x->dl;
-	int code = x->reply.code;
-	size_t k = x->replies_seen++;
-	char status[16];
-	smtp_reply_status(&x->reply, status, sizeof(status));
-	if (k == 0) {
-		if (code / 100 != 2) {
-			/* Every recipient gets the MAIL reply; the rest is ignored. */
-			x->mail_failed = true;
-			char *one = smtp_reply_oneline(&x->reply);
-			char *text = xasprintf("%s (in reply to MAIL FROM, host %s)", one, dl->hop);
-			delivery_set_rest(dl, code / 100 == 5 ? code : 451,
-					  code / 100 == 5 || code / 100 == 4 ? status : "4.5.0", text);
-			free(one);
-			free(text);
-			if (!x->pipelining)
-				smtpc_fail(x, 451, "4.5.0", NULL);
-			return;
-		} else if (!x->pipelining) {
-			smtpc_write_command(x, 1);
-		}
-		return;
+	for (size_t i = 0; i < res->rcpt_count && i < dl->count; i++) {
+		const struct smtp_client_rcpt_result *r = &res->rcpts[i];
+		if (r->stage == SMTP_STAGE_NONE)
+			continue;
+		int code;
+		const char *status;
+		smtpc_map_reply(&r->reply, r->stage == SMTP_STAGE_END_OF_DATA, &code, &status);
+		char *one = smtp_client_reply_oneline(&r->reply);
+		char *text = xasprintf("%s (in reply to %s, host %s)", one,
+				       smtp_client_stage_name(r->stage), dl->hop);
+		delivery_set(&dl->rcpts[i], code, status, text);
+		free(one);
+		free(text);
 	}
-	if (k <= dl->count) {
-		if (!x->mail_failed) {
-			if (code / 100 == 2) {
-				x->accepted[x->accepted_count++] = k - 1;
-			} else {
-				char *one = smtp_reply_oneline(&x->reply);
-				char *text = xasprintf("%s (in reply to RCPT TO, host %s)", one, dl->hop);
-				delivery_set(&dl->rcpts[k - 1], code / 100 == 5 ? code : 451,
-					     code / 100 == 5 || code / 100 == 4 ? status : "4.5.0", text);
-				free(one);
-				free(text);
-			}
-		}
-		if (!x->pipelining) {
-			if (k < dl->count) {
-				smtpc_write_command(x, k + 1);
-			} else if (x->accepted_count == 0) {
-				smtpc_fail(x, 451, "4.5.0", "451 4.5.0 No recipient was accepted");
-			} else {
-				smtpc_write_command(x, k + 1);
-			}
-		}
+	/* Cut short: the rest hear why when the session closes. */
+	if (!res->complete)
 		return;
-	}
-	/* DATA */
-	if (x->mail_failed) {
-		if (code == 354)
-			conn_write_str(x->c, ".\r\n");
-		smtpc_fail(x, 451, "4.5.0", NULL);
-		return;
-	}
-	if (code == 354 && x->accepted_count > 0) {
-		smtpc_enter(x, SMTPC_BODY);
-		conn_set_command_timeout(x->c, 0);
-		if (x->converted != NULL)
-			body_sender_start(&x->bs, x->c, x->converted, x->converted_len, smtpc_body_sent,
-					  x);
-		else
-			body_sender_start(&x->bs, x->c, dl->msg->body, dl->msg->body_len,
-					  smtpc_body_sent, x);
-		return;
-	}
-	if (code == 354) {
-		conn_write_str(x->c, ".\r\n");
-		smtpc_fail(x, 451, "4.5.0", "451 4.5.0 No recipient was accepted");
-		return;
-	}
-	if (x->accepted_count == 0) {
-		smtpc_fail(x, 451, "4.5.0", "451 4.5.0 No recipient was accepted");
-		return;
-	}
-	smtpc_fail_reply(x, "DATA");
-}
-
-/* The final reply after the body: it applies to every accepted recipient. */
-static void smtpc_data_reply(struct smtpc *x)
-{
-	struct delivery *dl = x->dl;
-	char status[16];
-	smtp_reply_status(&x->reply, status, sizeof(status));
-	char *one = smtp_reply_oneline(&x->reply);
-	char *text = xasprintf("%s (in reply to end of DATA, host %s)", one, dl->hop);
-	int code = x->reply.code;
-	int stored = code / 100 == 2 || code / 100 == 5 ? code : 451;
-	const char *st = code / 100 == 2 || code / 100 == 5 || code / 100 == 4 ? status : "4.5.0";
-	for (size_t i = 0; i < x->accepted_count; i++)
-		delivery_set(&dl->rcpts[x->accepted[i]], stored, st, text);
-	free(one);
-	free(text);
 	smtpc_finish(x, 451, "4.5.0", "451 4.5.0 No reply for this recipient");
-	smtpc_enter(x, SMTPC_QUIT);
-	conn_write_str(x->c, "QUIT\r\n");
-	conn_close(x->c);
+	smtp_client_quit(cl);
 }
 
-static void smtpc_on_line(conn *c, char *line, size_t len, bool crlf)
+/* A lab fault hangs up right after the greeting. */
+static void smtpc_greeted(smtp_client *cl, const struct smtp_client_reply *greeting, void *arg)
 {
-	struct smtpc *x = conn_data(c);
-	if (x == NULL || x->dl == NULL)
-		return;
-	int rc = smtp_reply_feed(&x->reply, line, len);
-	if (rc < 0) {
-		char *text = xasprintf("451 4.5.0 Malformed reply from %s", x->dl->hop);
-		smtpc_fail(x, 451, "4.5.0", text);
-		free(text);
-		conn_abort(c);
-		return;
+	struct smtpc *x = arg;
+	if (fault_get(x->sc->m->d->datadir, "route", "drop") != NULL) {
+		x->fault_drop = true;
+		smtp_client_abort(cl);
 	}
-	if (rc == 0)
-		return;
-	conn_set_command_timeout(c, SMTPC_REPLY_TIMEOUT_MS);
-	int code = x->reply.code;
-	switch (x->state) {
-	case SMTPC_GREETING:
-		if (code != 220) {
-			smtpc_fail_reply(x, "the greeting");
-			break;
-		}
-		if (fault_get(x->sc->m->d->datadir, "route", "drop") != NULL) {
-			x->fault_drop = true;
-			conn_abort(c);
-			break;
-		}
-		smtpc_enter(x, SMTPC_EHLO);
-		conn_printf(c, "EHLO %s\r\n", x->sc->m->hostname);
-		break;
-	case SMTPC_EHLO:
-		if (code / 100 != 2) {
-			smtpc_enter(x, SMTPC_HELO);
-			conn_printf(c, "HELO %s\r\n", x->sc->m->hostname);
-			break;
-		}
-		smtpc_read_ehlo(x);
-		smtpc_after_ehlo(x);
-		break;
-	case SMTPC_HELO:
-		if (code / 100 != 2) {
-			smtpc_fail_reply(x, "HELO");
-			break;
-		}
-		x->pipelining = false;
-		smtpc_after_ehlo(x);
-		break;
-	case SMTPC_STARTTLS:
-		if (code != 220) {
-			/* Offered but refused: go on without TLS. */
-			x->tls_done = true;
-			smtpc_after_ehlo(x);
-			break;
-		}
-		smtpc_enter(x, SMTPC_TLS);
-		if (conn_start_tls_client(c, x->sc->tls, NULL) < 0) {
-			smtpc_fail(x, 451, "4.7.5", "451 4.7.5 Cannot start TLS");
-			conn_abort(c);
-		}
-		break;
-	case SMTPC_AUTH:
-		if (code == 334) {
-			/* PLAIN has no further steps; anything else is a failure. */
-			conn_write_str(c, "*\r\n");
-			break;
-		}
-		if (code != 235) {
-			smtpc_fail_reply(x, "AUTH");
-			break;
-		}
-		sasl_client_free(&x->sasl);
-		smtpc_begin_transaction(x);
-		break;
-	case SMTPC_MAIL_REPLIES:
-		smtpc_mail_reply(x);
-		break;
-	case SMTPC_BODY:
-	case SMTPC_DATA_REPLY:
-		smtpc_data_reply(x);
-		break;
+}
+
+/* The reply for a session that ended before the transaction could finish. */
+static char *smtpc_end_text(const struct smtpc *x, const struct smtp_client_end *end,
+			    int *code_r, const char **status_r)
+{
+	const char *hop = x->dl->hop != NULL ? x->dl->hop : "?";
+	*code_r = 451;
+	switch (end->failure) {
+	case SMTP_CLIENT_REFUSED: {
+		smtpc_map_reply(end->reply, false, code_r, status_r);
+		char *one = smtp_client_reply_oneline(end->reply);
+		char *text = xasprintf("%s (in reply to %s, host %s)", one,
+				       strcmp(end->command, "greeting") == 0 ? "the greeting" :
+				       end->command, hop);
+		free(one);
+		return text;
+	}
+	case SMTP_CLIENT_NO_AUTH:
+		*status_r = "4.7.0";
+		return xasprintf("451 4.7.0 %s does not offer AUTH PLAIN%s", hop,
+				 smtp_client_is_tls(x->cl) ? "" : " (no TLS)");
+	case SMTP_CLIENT_AUTH_FAILED:
+		*status_r = "4.7.0";
+		return xasprintf("451 4.7.0 Authentication with %s failed: %s", hop, end->error);
+	case SMTP_CLIENT_TLS_FAILED:
+		*status_r = "4.7.5";
+		return xasprintf("451 4.7.5 TLS handshake with %s failed: %s", hop,
+				 end->error != NULL ? end->error : "error");
+	case SMTP_CLIENT_TIMEOUT:
+		*status_r = "4.4.2";
+		return xasprintf("451 4.4.2 Timeout waiting for %s in state %s", hop, end->state);
+	case SMTP_CLIENT_PROTOCOL:
+		*status_r = "4.5.0";
+		return xasprintf("451 4.5.0 Malformed reply from %s (%s)", hop, end->error);
 	default:
-		break;
+		*status_r = "4.4.2";
+		return xasprintf("451 4.4.2 Lost connection with %s in state %s%s", hop, end->state,
+				 x->fault_drop ? " (injected fault: route drop)" : "");
 	}
-	smtp_reply_reset(&x->reply);
 }
 
-static void smtpc_on_line_too_long(conn *c)
+/* The session is over: on to the next host when it could not connect, else
+ * the delivery ends here. */
+static void smtpc_closed(smtp_client *cl, const struct smtp_client_end *end, void *arg)
 {
-	struct smtpc *x = conn_data(c);
-	if (x != NULL && x->dl != NULL) {
-		char *text = xasprintf("451 4.5.0 Over-long reply line from %s", x->dl->hop);
-		smtpc_fail(x, 451, "4.5.0", text);
-		free(text);
-	}
-	conn_abort(c);
-}
-
-static void smtpc_on_tls_ready(conn *c)
-{
-	struct smtpc *x = conn_data(c);
-	if (x == NULL || x->dl == NULL)
+	struct smtpc *x = arg;
+	x->cl = NULL;
+	if (x->dl != NULL && end->failure == SMTP_CLIENT_CONNECT && !x->sent) {
+		free(x->last_error);
+		x->last_error = xstrdup(end->error != NULL ? end->error : "connection failed");
+		x->host_index++;
+		smtpc_connect_next(x);
 		return;
-	x->tls_done = true;
-	smtpc_enter(x, SMTPC_EHLO);
-	conn_printf(c, "EHLO %s\r\n", x->sc->m->hostname);
-}
-
-static void smtpc_on_timeout(conn *c)
-{
-	struct smtpc *x = conn_data(c);
-	if (x != NULL && x->dl != NULL) {
-		char *text = xasprintf("451 4.4.2 Timeout waiting for %s in state %s", x->dl->hop,
-				       smtpc_state_names[x->state]);
-		smtpc_finish(x, 451, "4.4.2", text);
-		free(text);
 	}
-	conn_abort(c);
-}
-
-static void smtpc_on_close(conn *c)
-{
-	struct smtpc *x = conn_data(c);
-	if (x == NULL)
-		return;
-	conn_set_data(c, NULL);
 	if (x->dl != NULL) {
-		char *text;
-		if (x->state == SMTPC_TLS)
-			text = xasprintf("451 4.7.5 TLS handshake with %s failed: %s", x->dl->hop,
-					 conn_tls_error(c) != NULL ? conn_tls_error(c) : "error");
-		else
-			text = xasprintf("451 4.4.2 Lost connection with %s in state %s%s", x->dl->hop,
-					 smtpc_state_names[x->state],
-					 x->fault_drop ? " (injected fault: route drop)" : "");
-		smtpc_finish(x, 451, x->state == SMTPC_TLS ? "4.7.5" : "4.4.2", text);
+		x->cl = cl; /* for smtpc_end_text's TLS question */
+		int code;
+		const char *status;
+		char *text = smtpc_end_text(x, end, &code, &status);
+		x->cl = NULL;
+		smtpc_finish(x, code, status, text);
 		free(text);
 	}
 	smtpc_free(x);
 }
 
-static const struct conn_handlers smtpc_handlers = {
-	.on_line = smtpc_on_line,
-	.on_line_too_long = smtpc_on_line_too_long,
-	.on_tls_ready = smtpc_on_tls_ready,
-	.on_timeout = smtpc_on_timeout,
-	.on_close = smtpc_on_close,
+static const struct smtp_client_callbacks smtpc_callbacks = {
+	.greeted = smtpc_greeted,
+	.ready = smtpc_ready,
+	.message_done = smtpc_message_done,
+	.closed = smtpc_closed,
 };
-
-static void smtpc_connected(conn *c, int status, const char *err, void *arg)
-{
-	struct smtpc *x = arg;
-	if (status < 0) {
-		free(x->last_error);
-		x->last_error = xstrdup(err != NULL ? err : "connection failed");
-		x->host_index++;
-		smtpc_connect_next(x);
-		return;
-	}
-	x->c = c;
-	conn_set_data(c, x);
-	conn_set_command_timeout(c, SMTPC_REPLY_TIMEOUT_MS);
-	smtpc_enter(x, SMTPC_GREETING);
-}
 
 /* Tries the next exchanger; when none is left the delivery is deferred. */
 static void smtpc_connect_next(struct smtpc *x)
@@ -620,7 +374,6 @@ static void smtpc_connect_next(struct smtpc *x)
 		const char *host = x->hosts[x->host_index];
 		free(x->dl->hop);
 		x->dl->hop = xasprintf("%s:%d", host, x->port);
-		smtpc_enter(x, SMTPC_CONNECTING);
 		const char *injected = fault_get(datadir, "route", "refuse") != NULL ?
 			"connection refused (injected fault: route refuse)" :
 			fault_get(datadir, "route", "timeout") != NULL ?
@@ -632,9 +385,25 @@ static void smtpc_connect_next(struct smtpc *x)
 			x->host_index++;
 			continue;
 		}
-		if (net_connect_tcp(x->sc->m->loop, host, x->port, "smtp-client", SMTP_MAX_REPLY_LINE,
-				    &smtpc_handlers, x, smtpc_connected, x) == 0)
+		log_kv(LOG_DEBUG, 0, "smtp delivery: connecting", "domain", x->dl->domain, "hop",
+		       x->dl->hop, NULL);
+		struct smtp_client_opts opts = {
+			.protocol = SMTP_CLIENT_SMTP,
+			.helo_name = x->sc->m->hostname,
+			.tls_mode = x->sc->tls != NULL ? SMTP_CLIENT_TLS_OPPORTUNISTIC :
+				SMTP_CLIENT_TLS_NONE,
+			.tls = x->sc->tls,
+			.auth_user = x->auth_user,
+			.auth_password = x->auth_password,
+			.auth_mechanism = "PLAIN",
+			.transcript_proto = "smtp-client",
+		};
+		char *err = NULL;
+		if (smtp_client_connect_tcp(x->sc->m->loop, host, x->port, &opts, &smtpc_callbacks, x,
+					    &x->cl, &err) == 0)
 			return;
+		free(x->last_error);
+		x->last_error = err;
 		x->host_index++;
 	}
 	char *text = xasprintf("451 4.4.1 Cannot connect to %s: %s", x->dl->hop != NULL ?
@@ -718,7 +487,6 @@ void smtp_deliver(struct smtp_clients *sc, struct delivery *dl)
 	struct smtpc *x = xcalloc(1, sizeof(*x));
 	x->sc = sc;
 	x->dl = dl;
-	x->state = SMTPC_RESOLVE;
 	x->next = sc->active;
 	sc->active = x;
 	const char *route = config_section_get(sc->m->cfg, "routes", dl->domain);
@@ -742,9 +510,11 @@ void smtp_deliver(struct smtp_clients *sc, struct delivery *dl)
 void smtp_clients_shutdown(struct smtp_clients *sc)
 {
 	sc->shutting_down = true;
+	/* The sessions end (closed comes later, from the loop) and their
+	 * deliveries are deferred. */
 	for (struct smtpc *x = sc->active; x != NULL; x = x->next)
-		if (x->c != NULL)
-			conn_close(x->c);
+		if (x->cl != NULL)
+			smtp_client_abort(x->cl);
 }
 
 void smtp_clients_free(struct smtp_clients **sc)
