@@ -629,6 +629,27 @@ size_t log_parse_line(const char *line, char ***keys_r, char ***values_r)
 	return count;
 }
 
+const char *log_pairs_get(size_t count, char **keys, char **values, const char *key)
+{
+	for (size_t i = 0; i < count; i++) {
+		if (strcmp(keys[i], key) == 0)
+			return values[i];
+	}
+	return NULL;
+}
+
+void log_pairs_free(size_t count, char ***keys, char ***values)
+{
+	for (size_t i = 0; i < count; i++) {
+		free((*keys)[i]);
+		free((*values)[i]);
+	}
+	free(*keys);
+	free(*values);
+	*keys = NULL;
+	*values = NULL;
+}
+
 /* ---- pruning lifecycle events ---- */
 
 /* The time of a logfmt line that starts with "ts=YYYY-MM-DDTHH:MM:SS"; -1 if none. */

@@ -83,5 +83,9 @@ void log_append_value(struct buf *out, const char *value);
 /* Parses one logfmt line into pairs (for `mailctl trace`): returns the count,
  * fills keys/values (caller frees each and the arrays). */
 size_t log_parse_line(const char *line, char ***keys_r, char ***values_r);
+/* The value of key among the count pairs from log_parse_line; NULL if absent. */
+const char *log_pairs_get(size_t count, char **keys, char **values, const char *key);
+/* Frees the pairs from log_parse_line and sets both arrays NULL. */
+void log_pairs_free(size_t count, char ***keys, char ***values);
 
 #endif

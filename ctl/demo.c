@@ -253,29 +253,17 @@ static bool demo_find_event(struct demo *d, const char *event, const char *comp,
 			break; /* a line still being written */
 		char **keys, **values;
 		size_t n = log_parse_line(buf_cstr(&line), &keys, &values);
-		const char *id = NULL, *ev = NULL, *co = NULL, *val = NULL;
-		for (size_t i = 0; i < n; i++) {
-			if (strcmp(keys[i], "id") == 0)
-				id = values[i];
-			else if (strcmp(keys[i], "event") == 0)
-				ev = values[i];
-			else if (strcmp(keys[i], "comp") == 0)
-				co = values[i];
-			if (key != NULL && strcmp(keys[i], key) == 0)
-				val = values[i];
-		}
+		const char *id = log_pairs_get(n, keys, values, "id");
+		const char *ev = log_pairs_get(n, keys, values, "event");
+		const char *co = log_pairs_get(n, keys, values, "comp");
+		const char *val = key != NULL ? log_pairs_get(n, keys, values, key) : NULL;
 		if (id != NULL && ev != NULL && strcmp(id, d->id) == 0 && strcmp(ev, event) == 0 &&
 		    (comp == NULL || (co != NULL && strcmp(co, comp) == 0))) {
 			found = true;
 			if (value_r != NULL)
 				*value_r = val != NULL ? xstrdup(val) : NULL;
 		}
-		for (size_t i = 0; i < n; i++) {
-			free(keys[i]);
-			free(values[i]);
-		}
-		free(keys);
-		free(values);
+		log_pairs_free(n, &keys, &values);
 	}
 	buf_free(&line);
 	fclose(f);

@@ -41,23 +41,13 @@ struct trace_event {
 
 static void trace_event_free(struct trace_event *e)
 {
-	for (size_t i = 0; i < e->count; i++) {
-		free(e->keys[i]);
-		free(e->values[i]);
-	}
-	free(e->keys);
-	free(e->values);
+	log_pairs_free(e->count, &e->keys, &e->values);
 	e->count = 0;
-	e->keys = e->values = NULL;
 }
 
 static const char *event_get(const struct trace_event *e, const char *key)
 {
-	for (size_t i = 0; i < e->count; i++) {
-		if (strcmp(e->keys[i], key) == 0)
-			return e->values[i];
-	}
-	return NULL;
+	return log_pairs_get(e->count, e->keys, e->values, key);
 }
 
 /* Reads the next line of f into line (without the LF); false at the end.

@@ -49,15 +49,6 @@ static void on_signal(int sig)
 	transcript_stop = 1;
 }
 
-static const char *pair_get(size_t n, char **keys, char **values, const char *key)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(keys[i], key) == 0)
-			return values[i];
-	}
-	return NULL;
-}
-
 static bool is_tracked(struct transcript_filter *f, const char *conversation)
 {
 	for (size_t i = 0; i < f->tracked_count; i++) {
@@ -86,14 +77,14 @@ static char *format_record(struct transcript_filter *f, const char *text)
 	char **keys, **values;
 	size_t n = log_parse_line(text, &keys, &values);
 	char *result = NULL;
-	const char *proto = pair_get(n, keys, values, "proto");
-	const char *comp = pair_get(n, keys, values, "comp");
-	const char *conn = pair_get(n, keys, values, "conn");
-	const char *dir = pair_get(n, keys, values, "dir");
-	const char *tls = pair_get(n, keys, values, "tls");
-	const char *user = pair_get(n, keys, values, "user");
-	const char *line = pair_get(n, keys, values, "line");
-	const char *ts = pair_get(n, keys, values, "ts");
+	const char *proto = log_pairs_get(n, keys, values, "proto");
+	const char *comp = log_pairs_get(n, keys, values, "comp");
+	const char *conn = log_pairs_get(n, keys, values, "conn");
+	const char *dir = log_pairs_get(n, keys, values, "dir");
+	const char *tls = log_pairs_get(n, keys, values, "tls");
+	const char *user = log_pairs_get(n, keys, values, "user");
+	const char *line = log_pairs_get(n, keys, values, "line");
+	const char *ts = log_pairs_get(n, keys, values, "ts");
 	if (proto == NULL || comp == NULL || conn == NULL || dir == NULL || line == NULL)
 		goto out;
 	if (f->proto != NULL && strcasecmp(proto, f->proto) != 0)
@@ -117,12 +108,7 @@ static char *format_record(struct transcript_filter *f, const char *text)
 			   conversation, tls != NULL && strcmp(tls, "yes") == 0 ? "TLS" : "plain",
 			   dir, line);
 out:
-	for (size_t i = 0; i < n; i++) {
-		free(keys[i]);
-		free(values[i]);
-	}
-	free(keys);
-	free(values);
+	log_pairs_free(n, &keys, &values);
 	return result;
 }
 
@@ -150,11 +136,11 @@ static char *find_last_conversation(FILE *in, const struct transcript_filter *f)
 			continue;
 		char **keys, **values;
 		size_t n = log_parse_line(buf_cstr(&line), &keys, &values);
-		const char *proto = pair_get(n, keys, values, "proto");
-		const char *comp = pair_get(n, keys, values, "comp");
-		const char *conn = pair_get(n, keys, values, "conn");
-		const char *dir = pair_get(n, keys, values, "dir");
-		const char *user = pair_get(n, keys, values, "user");
+		const char *proto = log_pairs_get(n, keys, values, "proto");
+		const char *comp = log_pairs_get(n, keys, values, "comp");
+		const char *conn = log_pairs_get(n, keys, values, "conn");
+		const char *dir = log_pairs_get(n, keys, values, "dir");
+		const char *user = log_pairs_get(n, keys, values, "user");
 		if (proto != NULL && comp != NULL && conn != NULL && dir != NULL &&
 		    strcmp(dir, "C") == 0 && (f->proto == NULL || strcasecmp(proto, f->proto) == 0) &&
 		    (f->comp == NULL || strcasecmp(comp, f->comp) == 0) &&
@@ -162,12 +148,7 @@ static char *find_last_conversation(FILE *in, const struct transcript_filter *f)
 			free(found);
 			found = xasprintf("%s#%s", comp, conn);
 		}
-		for (size_t i = 0; i < n; i++) {
-			free(keys[i]);
-			free(values[i]);
-		}
-		free(keys);
-		free(values);
+		log_pairs_free(n, &keys, &values);
 	}
 	buf_free(&line);
 	clearerr(in);

@@ -178,33 +178,28 @@ static void test_parse_odd(void **state)
 			assert_string_equal(keys[n - 1], cases[i].last_key);
 			assert_string_equal(values[n - 1], cases[i].last_value);
 		}
-		for (size_t j = 0; j < n; j++) {
-			free(keys[j]);
-			free(values[j]);
-		}
-		free(keys);
-		free(values);
+		log_pairs_free(n, &keys, &values);
+		assert_null(keys);
+		assert_null(values);
 	}
 }
 
-/* Finds the value of key in a parsed line, or NULL. */
-static const char *pair_get(char **keys, char **values, size_t n, const char *key)
+/* log_pairs_get finds a key's value (empty for a bare flag) and NULL for a missing one. */
+static void test_pairs_get(void **state)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(keys[i], key) == 0)
-			return values[i];
-	}
-	return NULL;
-}
-
-static void free_pairs(char **keys, char **values, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		free(keys[i]);
-		free(values[i]);
-	}
-	free(keys);
-	free(values);
+	(void)state;
+	char **keys, **values;
+	size_t n = log_parse_line("a=1 flag b=\"x y\"", &keys, &values);
+	assert_int_equal(n, 3);
+	assert_string_equal(log_pairs_get(n, keys, values, "a"), "1");
+	assert_string_equal(log_pairs_get(n, keys, values, "flag"), "");
+	assert_string_equal(log_pairs_get(n, keys, values, "b"), "x y");
+	assert_null(log_pairs_get(n, keys, values, "c"));
+	log_pairs_free(n, &keys, &values);
+	assert_null(keys);
+	n = log_parse_line("", &keys, &values);
+	assert_null(log_pairs_get(n, keys, values, "a"));
+	log_pairs_free(n, &keys, &values);
 }
 
 /* The main log: level filter, layout, conn omitted when 0, NULL values skipped. */
@@ -234,10 +229,10 @@ static void test_log_lines(void **state)
 	char **keys, **values;
 	size_t n = log_parse_line(second, &keys, &values);
 	assert_int_equal(n, 4);
-	assert_string_equal(pair_get(keys, values, n, "level"), "warn");
-	assert_null(pair_get(keys, values, n, "conn"));
-	assert_string_equal(pair_get(keys, values, n, "msg"), "count 2 of x y");
-	free_pairs(keys, values, n);
+	assert_string_equal(log_pairs_get(n, keys, values, "level"), "warn");
+	assert_null(log_pairs_get(n, keys, values, "conn"));
+	assert_string_equal(log_pairs_get(n, keys, values, "msg"), "count 2 of x y");
+	log_pairs_free(n, &keys, &values);
 	assert_null(strstr(second, "hidden"));
 	free(text);
 	free(path);
@@ -287,16 +282,16 @@ static void test_transcript_and_events(void **state)
 		*nl = '\0';
 		char **keys, **values;
 		size_t n = log_parse_line(line, &keys, &values);
-		assert_string_equal(pair_get(keys, values, n, "line"), want_lines[i]);
-		assert_string_equal(pair_get(keys, values, n, "dir"), want_dir[i]);
-		assert_string_equal(pair_get(keys, values, n, "conn"), "5");
-		assert_string_equal(pair_get(keys, values, n, "proto"), "imap");
+		assert_string_equal(log_pairs_get(n, keys, values, "line"), want_lines[i]);
+		assert_string_equal(log_pairs_get(n, keys, values, "dir"), want_dir[i]);
+		assert_string_equal(log_pairs_get(n, keys, values, "conn"), "5");
+		assert_string_equal(log_pairs_get(n, keys, values, "proto"), "imap");
 		if (i == 1)
-			assert_string_equal(pair_get(keys, values, n, "user"), "alice@example.test");
+			assert_string_equal(log_pairs_get(n, keys, values, "user"), "alice@example.test");
 		else
-			assert_null(pair_get(keys, values, n, "user"));
-		assert_string_equal(pair_get(keys, values, n, "tls"), i == 0 ? "no" : "yes");
-		free_pairs(keys, values, n);
+			assert_null(log_pairs_get(n, keys, values, "user"));
+		assert_string_equal(log_pairs_get(n, keys, values, "tls"), i == 0 ? "no" : "yes");
+		log_pairs_free(n, &keys, &values);
 		line = nl + 1;
 	}
 	assert_string_equal(line, "");
@@ -307,11 +302,11 @@ static void test_transcript_and_events(void **state)
 	text = slurp(path);
 	char **keys, **values;
 	size_t n = log_parse_line(text, &keys, &values);
-	assert_string_equal(pair_get(keys, values, n, "id"), "0KX3F2A9Q4M7ZB1C");
-	assert_string_equal(pair_get(keys, values, n, "event"), "fetched");
-	assert_string_equal(pair_get(keys, values, n, "comp"), "imapd");
-	assert_string_equal(pair_get(keys, values, n, "uid"), "4");
-	free_pairs(keys, values, n);
+	assert_string_equal(log_pairs_get(n, keys, values, "id"), "0KX3F2A9Q4M7ZB1C");
+	assert_string_equal(log_pairs_get(n, keys, values, "event"), "fetched");
+	assert_string_equal(log_pairs_get(n, keys, values, "comp"), "imapd");
+	assert_string_equal(log_pairs_get(n, keys, values, "uid"), "4");
+	log_pairs_free(n, &keys, &values);
 	free(text);
 	free(path);
 
@@ -343,11 +338,11 @@ static void test_long_values(void **state)
 	assert_ptr_equal(strchr(text, '\n'), text + strlen(text) - 1);
 	char **keys, **values;
 	size_t n = log_parse_line(text, &keys, &values);
-	assert_string_equal(pair_get(keys, values, n, "msg"), "big");
-	const char *a = pair_get(keys, values, n, "a");
+	assert_string_equal(log_pairs_get(n, keys, values, "msg"), "big");
+	const char *a = log_pairs_get(n, keys, values, "a");
 	assert_int_equal(strlen(a), 8192 + 3);
 	assert_string_equal(a + 8192, "...");
-	free_pairs(keys, values, n);
+	log_pairs_free(n, &keys, &values);
 	free(text);
 	free(huge);
 	free(path);
@@ -390,12 +385,12 @@ static void test_events_concurrent(void **state)
 		*nl = '\0';
 		char **keys, **values;
 		size_t n = log_parse_line(line, &keys, &values);
-		const char *proc = pair_get(keys, values, n, "proc");
+		const char *proc = log_pairs_get(n, keys, values, "proc");
 		assert_non_null(proc);
-		assert_string_equal(pair_get(keys, values, n, "data"), filler);
-		assert_string_equal(pair_get(keys, values, n, "event"), "attempt");
+		assert_string_equal(log_pairs_get(n, keys, values, "data"), filler);
+		assert_string_equal(log_pairs_get(n, keys, values, "event"), "attempt");
 		per_proc[proc[0] - '0']++;
-		free_pairs(keys, values, n);
+		log_pairs_free(n, &keys, &values);
 		lines++;
 	}
 	assert_int_equal(lines, 800);
@@ -484,6 +479,7 @@ int main(void)
 		cmocka_unit_test(test_lifecycle_ids),
 		cmocka_unit_test(test_events_concurrent),
 		cmocka_unit_test(test_long_values),
+		cmocka_unit_test(test_pairs_get),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
