@@ -36,8 +36,8 @@ static const char *const good_scripts[] = {
 	"if size :over 100K { discard; } if size :under 1M { keep; }",
 	"if not anyof (true, allof (false, true)) { keep; }",
 	"redirect \"carol@example.test\";",
-	"require \"vacation\"; vacation :days 3 :subject \"Away\" :from \"bob@example.test\" "
-	"  :addresses [\"b@example.test\"] :mime :handle \"h\" \"I am away\";",
+	("require \"vacation\"; vacation :days 3 :subject \"Away\" :from \"bob@example.test\" "
+	 "  :addresses [\"b@example.test\"] :mime :handle \"h\" \"I am away\";"),
 	"require \"vacation\";\nvacation text:\nI am away.\n..and this line started with a dot\n.\n;",
 	"require \"mailbox\"; require \"fileinto\"; fileinto :create \"A/B\";",
 	"IF TRUE { KEEP; }",

@@ -198,7 +198,7 @@ static void test_open_bad_addresses(void **state)
 	static const char *const bad[] = {
 		"noat",         "@example.test", "alice@",        "a/b@example.test",
 		"../x@example.test", "x@..",     "x@a/b",         "x@.",
-		".hidden@example.test", "a\x01" "b@example.test", "a\\b@example.test",
+		".hidden@example.test", ("a\x01" "b@example.test"), "a\\b@example.test",
 		"x@example\ttest",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
