@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "buffer.h"
 #include "log.h"
@@ -603,27 +604,71 @@ static void cmd_noop(struct pop3_session *s, char *args)
 		reply(s, "+OK");
 }
 
-/* QUIT in TRANSACTION: the UPDATE state removes what was marked, in one transaction. */
+/* The UPDATE state's commit, run on the thread pool: a big expunge and its
+ * sync must not stall every other session on the loop. */
+struct pop3_update_job {
+	uv_work_t work;
+	struct pop3_session *s;
+	int result;
+	size_t removed;
+	char *err;
+};
+
+/* On a pool thread: removes the marked messages. Nothing else touches the
+ * store meanwhile: input is paused and the session is busy. */
+static void update_work(uv_work_t *work)
+{
+	struct pop3_update_job *job = work->data;
+	job->result = pop3_maildrop_commit_deletions(&job->s->drop, &job->removed, &job->err);
+}
+
+/* Back on the loop: answers QUIT (if the client is still there) and closes. */
+static void update_done(uv_work_t *work, int status)
+{
+	struct pop3_update_job *job = work->data;
+	struct pop3_session *s = job->s;
+	if (status != 0 && job->result == 0) {
+		job->result = -1;
+		job->err = xstrdup(uv_strerror(status));
+	}
+	if (job->result < 0) {
+		log_kv(LOG_ERROR, conn_id(s->c), "deleting messages failed", "user", s->user,
+		       "error", job->err, NULL);
+	} else {
+		/* Told only once it is true: a failed commit removed nothing. */
+		for (size_t i = 0; i < s->drop.count; i++) {
+			struct pop3_message *m = &s->drop.messages[i];
+			if (m->deleted)
+				log_event(m->lifecycle_id != NULL ? m->lifecycle_id : "-", "deleted",
+					  "proto", "pop3", "user", s->user, NULL);
+		}
+	}
+	if (session_unbusy(s)) {
+		if (job->result < 0)
+			reply(s, "-ERR [SYS/TEMP] Some deleted messages were not removed");
+		else
+			reply(s, "+OK Logging out, %zu messages deleted", job->removed);
+		conn_close(s->c);
+	}
+	free(job->err);
+	free(job);
+}
+
+/* QUIT in TRANSACTION: the UPDATE state removes what was marked, in one
+ * transaction on the thread pool, then answers and closes. */
 static void session_update(struct pop3_session *s)
 {
 	session_enter(s, POP3_UPDATE);
-	for (size_t i = 0; i < s->drop.count; i++) {
-		struct pop3_message *m = &s->drop.messages[i];
-		if (m->deleted)
-			log_event(m->lifecycle_id != NULL ? m->lifecycle_id : "-", "deleted", "proto",
-				  "pop3", "user", s->user, NULL);
+	struct pop3_update_job *job = xcalloc(1, sizeof(*job));
+	job->s = s;
+	job->work.data = job;
+	session_busy(s);
+	int rc = uv_queue_work(conn_loop(s->c), &job->work, update_work, update_done);
+	if (rc != 0) {
+		/* Only when the loop is shutting down: run it here rather than lose it. */
+		update_work(&job->work);
+		update_done(&job->work, 0);
 	}
-	size_t removed = 0;
-	char *err = NULL;
-	if (pop3_maildrop_commit_deletions(&s->drop, &removed, &err) < 0) {
-		log_kv(LOG_ERROR, conn_id(s->c), "deleting messages failed", "user", s->user, "error",
-		       err, NULL);
-		free(err);
-		reply(s, "-ERR [SYS/TEMP] Some deleted messages were not removed");
-	} else {
-		reply(s, "+OK Logging out, %zu messages deleted", removed);
-	}
-	conn_close(s->c);
 }
 
 static void cmd_quit(struct pop3_session *s, char *args)
