@@ -45,6 +45,7 @@ static int __attribute__((format(printf, 2, 3))) lda_fail(int code, const char *
 	return code;
 }
 
+/* Prints the usage of `mda deliver`. */
 static void lda_usage(void)
 {
 	fputs("usage: mda [--dir D] [--config F] deliver [-f SENDER] [-m FOLDER] RECIPIENT... "

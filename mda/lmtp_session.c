@@ -104,6 +104,7 @@ static void lmtp_enter(struct lmtp_session *s, enum lmtp_state next)
 	s->state = next;
 }
 
+/* Frees a transaction (RSET, the end of a delivery, close) and sets *tp NULL. */
 static void lmtp_txn_free(struct lmtp_txn **tp)
 {
 	struct lmtp_txn *t = *tp;
@@ -233,11 +234,13 @@ struct lmtp_slow {
 	uint64_t serial;
 };
 
+/* The fault timer's close callback: the only place it is freed. */
 static void lmtp_slow_closed(uv_handle_t *handle)
 {
 	free(handle->data);
 }
 
+/* The injected delay ran out: finds the session again by id and delivers. */
 static void lmtp_slow_done(uv_timer_t *timer)
 {
 	struct lmtp_slow *slow = timer->data;
@@ -351,6 +354,7 @@ static void lmtp_bdat_scan(struct lmtp_txn *t, const char *data, size_t len)
 	}
 }
 
+/* A piece of a BDAT chunk: checked for bare CR/LF and kept (or discarded). */
 static void lmtp_on_bytes(conn *c, const char *data, size_t len, bool last)
 {
 	struct lmtp_session *s = conn_data(c);
@@ -387,6 +391,7 @@ static char *lmtp_after_keyword(char *args, const char *keyword)
 	return args + n;
 }
 
+/* LHLO (RFC 2033 4.1): the greeting and our extensions. */
 static void cmd_lhlo(struct lmtp_session *s, char *args)
 {
 	if (args == NULL || args[0] == '\0') {
@@ -456,6 +461,7 @@ static const char *lmtp_mail_params(struct lmtp_session *s, const struct smtp_pa
 	return NULL;
 }
 
+/* MAIL FROM: starts a transaction with the sender and its lifecycle id. */
 static void cmd_mail(struct lmtp_session *s, char *args)
 {
 	char *rest = lmtp_after_keyword(args, "FROM:");
@@ -491,6 +497,7 @@ static void cmd_mail(struct lmtp_session *s, char *args)
 	lmtp_enter(s, LMTP_STATE_MAIL);
 }
 
+/* RCPT TO: looks the recipient up and adds it to the transaction. */
 static void cmd_rcpt(struct lmtp_session *s, char *args)
 {
 	char *rest = lmtp_after_keyword(args, "TO:");
@@ -537,6 +544,7 @@ static void cmd_rcpt(struct lmtp_session *s, char *args)
 		lmtp_enter(s, LMTP_STATE_RCPT);
 }
 
+/* DATA: the message follows as dot-stuffed lines. */
 static void cmd_data(struct lmtp_session *s, char *args)
 {
 	if (args != NULL && args[0] != '\0') {
@@ -558,6 +566,7 @@ static void cmd_data(struct lmtp_session *s, char *args)
 	lmtp_enter(s, LMTP_STATE_DATA);
 }
 
+/* BDAT size [LAST] (RFC 3030): the next size bytes are message data. */
 static void cmd_bdat(struct lmtp_session *s, char *args)
 {
 	char *end = NULL;
@@ -588,6 +597,7 @@ static void cmd_bdat(struct lmtp_session *s, char *args)
 	conn_read_bytes(s->c, size);
 }
 
+/* RSET: drops the transaction. */
 static void cmd_rset(struct lmtp_session *s, char *args)
 {
 	lmtp_txn_free(&s->txn);
@@ -596,22 +606,26 @@ static void cmd_rset(struct lmtp_session *s, char *args)
 		lmtp_enter(s, LMTP_STATE_READY);
 }
 
+/* NOOP: 250. */
 static void cmd_noop(struct lmtp_session *s, char *args)
 {
 	conn_write_str(s->c, "250 2.0.0 OK\r\n");
 }
 
+/* QUIT: 221, then closes. */
 static void cmd_quit(struct lmtp_session *s, char *args)
 {
 	conn_write_str(s->c, "221 2.0.0 Bye\r\n");
 	conn_close(s->c);
 }
 
+/* HELO and EHLO: refused, LMTP greets with LHLO (RFC 2033 4.1). */
 static void cmd_helo(struct lmtp_session *s, char *args)
 {
 	lmtp_error(s, "500 5.5.1 This is an LMTP server: use LHLO\r\n");
 }
 
+/* VRFY: 252, we neither confirm nor deny addresses. */
 static void cmd_vrfy(struct lmtp_session *s, char *args)
 {
 	conn_write_str(s->c, "252 2.5.0 Cannot VRFY, but will try delivery\r\n");
@@ -673,6 +687,7 @@ static void lmtp_command(struct lmtp_session *s, char *line, size_t len)
 
 /* ---- connection callbacks ---- */
 
+/* A new connection: a session in START and the 220 greeting. */
 static void lmtp_on_open(conn *c)
 {
 	struct mda *mda = net_server_data(conn_server(c));
@@ -684,6 +699,7 @@ static void lmtp_on_open(conn *c)
 	conn_printf(c, "220 %s LMTP mailstack mda ready\r\n", mda->hostname);
 }
 
+/* One input line: message data in DATA, otherwise a command (CRLF only). */
 static void lmtp_on_line(conn *c, char *line, size_t len, bool crlf)
 {
 	struct lmtp_session *s = conn_data(c);
@@ -698,6 +714,7 @@ static void lmtp_on_line(conn *c, char *line, size_t len, bool crlf)
 	lmtp_command(s, line, len);
 }
 
+/* A line past the limit: spoils the message in DATA, else a 500. */
 static void lmtp_on_line_too_long(conn *c)
 {
 	struct lmtp_session *s = conn_data(c);
@@ -708,12 +725,14 @@ static void lmtp_on_line_too_long(conn *c)
 	lmtp_error(s, "500 5.5.2 Line too long\r\n");
 }
 
+/* The idle timer fired: 421 and close. */
 static void lmtp_on_timeout(conn *c)
 {
 	conn_write_str(c, "421 4.4.2 Timeout, closing connection\r\n");
 	conn_close(c);
 }
 
+/* The connection closed: frees the session; deliveries still running find it gone by id. */
 static void lmtp_on_close(conn *c)
 {
 	struct lmtp_session *s = conn_data(c);

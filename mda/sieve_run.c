@@ -397,6 +397,7 @@ static enum run_status command_run(struct run *run, const struct sieve_command *
 	return RUN_CONTINUE;
 }
 
+/* Runs the commands of a block in order until one stops the script. */
 static enum run_status block_run(struct run *run, const struct sieve_block *block)
 {
 	for (size_t i = 0; i < block->count; i++) {

@@ -22,6 +22,7 @@ void pop3_server_init(struct pop3_server *server, struct daemon *d)
 	server->net = net_server_new(d->loop, &opts, pop3_session_handlers(), server);
 }
 
+/* Stops accepting connections; sessions end on their own. */
 static void pop3_stop(struct daemon *d)
 {
 	struct pop3_server *server = d->data;

@@ -143,6 +143,7 @@ struct pop3_stream {
 	buf_t out;
 };
 
+/* Ends a stream: queues the terminating line when ok, tells the caller, frees it. */
 static void stream_finish(struct pop3_stream *s, bool ok)
 {
 	conn *c = s->c;
@@ -264,6 +265,7 @@ static void stream_pump(struct pop3_stream *s)
 	stream_finish(s, true);
 }
 
+/* The output drained below the low-water mark: reads and sends the next chunk. */
 static void stream_continue(conn *c, void *arg)
 {
 	stream_pump(arg);

@@ -69,6 +69,7 @@ struct pop3_command {
 	void (*handler)(struct pop3_session *s, char *args);
 };
 
+/* The one way to change state: logs old -> new. */
 static void session_enter(struct pop3_session *s, enum pop3_state state)
 {
 	if (s->state == state)
@@ -78,11 +79,13 @@ static void session_enter(struct pop3_session *s, enum pop3_state state)
 	s->state = state;
 }
 
+/* The daemon a session belongs to (config, TLS, users). */
 static struct daemon *session_daemon(const struct pop3_session *s)
 {
 	return s->server->daemon;
 }
 
+/* RFC 2595 2: passwords go only over TLS unless the config allows plaintext. */
 static bool plaintext_auth_allowed(const struct pop3_session *s)
 {
 	return conn_is_tls(s->c) ||
@@ -202,6 +205,7 @@ static bool has_args(const char *args)
 	return args[strspn(args, " ")] != '\0';
 }
 
+/* True when args is used up; otherwise answers -ERR itself. */
 static bool no_more_args(struct pop3_session *s, char *args)
 {
 	if (next_word(&args) != NULL) {
@@ -213,6 +217,7 @@ static bool no_more_args(struct pop3_session *s, char *args)
 
 /* ---- AUTHORIZATION ---- */
 
+/* CAPA (RFC 2449 5): what this state offers; USER/SASL only where a login may follow. */
 static void cmd_capa(struct pop3_session *s, char *args)
 {
 	bool auth_ok = plaintext_auth_allowed(s);
@@ -239,6 +244,7 @@ static void cmd_capa(struct pop3_session *s, char *args)
 	reply(s, ".");
 }
 
+/* STLS (RFC 2595 4): +OK, then the handshake; net.c drops pipelined plaintext. */
 static void cmd_stls(struct pop3_session *s, char *args)
 {
 	if (!no_more_args(s, args))
@@ -255,6 +261,7 @@ static void cmd_stls(struct pop3_session *s, char *args)
 	conn_start_tls(s->c);
 }
 
+/* USER: remembers the name for the PASS that must follow. */
 static void cmd_user(struct pop3_session *s, char *args)
 {
 	if (!plaintext_auth_allowed(s)) {
@@ -273,6 +280,7 @@ static void cmd_user(struct pop3_session *s, char *args)
 	reply(s, "+OK Send the password with PASS");
 }
 
+/* Counts a failed login and answers it; too many close the connection. */
 static void session_auth_failed(struct pop3_session *s, const char *text)
 {
 	s->auth_failures++;
@@ -328,6 +336,7 @@ static void pass_checked(void *arg, enum sasl_result result, const char *challen
 		session_auth_failed(s, "Authentication failed");
 }
 
+/* PASS: checks the password on the thread pool (input paused meanwhile). */
 static void cmd_pass(struct pop3_session *s, char *args)
 {
 	if (!plaintext_auth_allowed(s)) {
@@ -361,6 +370,7 @@ static void sasl_feed(struct pop3_session *s, const char *response)
 	sasl_server_step(s->sasl, response, sasl_stepped, s);
 }
 
+/* Leaves the SASL exchange: back to command-sized lines and AUTHORIZATION. */
 static void sasl_end(struct pop3_session *s)
 {
 	sasl_server_free(&s->sasl);
@@ -428,6 +438,7 @@ static void session_sasl_line(struct pop3_session *s, char *line)
 	sasl_feed(s, line);
 }
 
+/* AUTH (RFC 5034): lists the mechanisms, or starts an exchange. */
 static void cmd_auth(struct pop3_session *s, char *args)
 {
 	char *mech = next_word(&args);
@@ -469,6 +480,7 @@ static void cmd_auth(struct pop3_session *s, char *args)
 
 /* ---- TRANSACTION ---- */
 
+/* STAT: count and octets of the messages not marked deleted. */
 static void cmd_stat(struct pop3_session *s, char *args)
 {
 	if (!no_more_args(s, args))
@@ -479,6 +491,7 @@ static void cmd_stat(struct pop3_session *s, char *args)
 	reply(s, "+OK %zu %" PRIu64, count, octets);
 }
 
+/* LIST [n]: one message size, or all of them as a multi-line answer. */
 static void cmd_list(struct pop3_session *s, char *args)
 {
 	if (has_args(args)) {
@@ -499,6 +512,7 @@ static void cmd_list(struct pop3_session *s, char *args)
 	reply(s, ".");
 }
 
+/* UIDL [n]: the unique ids, one or all. */
 static void cmd_uidl(struct pop3_session *s, char *args)
 {
 	char uidl[32];
@@ -521,6 +535,7 @@ static void cmd_uidl(struct pop3_session *s, char *args)
 	reply(s, ".");
 }
 
+/* A RETR/TOP stream ended: lets the next pipelined command in. */
 static void stream_done(conn *c, bool ok, void *arg)
 {
 	struct pop3_session *s = arg;
@@ -546,6 +561,7 @@ static void session_send_message(struct pop3_session *s, long n, struct pop3_mes
 		  "user", s->user, "command", body_lines < 0 ? "RETR" : "TOP", NULL);
 }
 
+/* RETR n: streams the whole message. */
 static void cmd_retr(struct pop3_session *s, char *args)
 {
 	long n;
@@ -555,6 +571,7 @@ static void cmd_retr(struct pop3_session *s, char *args)
 	session_send_message(s, n, m, -1);
 }
 
+/* TOP n lines: streams the header and the first lines of the body. */
 static void cmd_top(struct pop3_session *s, char *args)
 {
 	long n;
@@ -576,6 +593,7 @@ static void cmd_top(struct pop3_session *s, char *args)
 	session_send_message(s, n, m, lines);
 }
 
+/* DELE n: only a mark; QUIT commits it (RFC 1939 6). */
 static void cmd_dele(struct pop3_session *s, char *args)
 {
 	long n;
@@ -586,6 +604,7 @@ static void cmd_dele(struct pop3_session *s, char *args)
 	reply(s, "+OK Message %ld deleted", n);
 }
 
+/* RSET: unmarks every message marked deleted. */
 static void cmd_rset(struct pop3_session *s, char *args)
 {
 	if (!no_more_args(s, args))
@@ -598,6 +617,7 @@ static void cmd_rset(struct pop3_session *s, char *args)
 	reply(s, "+OK Maildrop has %zu messages (%" PRIu64 " octets)", count, octets);
 }
 
+/* NOOP: +OK. */
 static void cmd_noop(struct pop3_session *s, char *args)
 {
 	if (no_more_args(s, args))
@@ -671,6 +691,7 @@ static void session_update(struct pop3_session *s)
 	}
 }
 
+/* QUIT: commits the deletions in TRANSACTION, then closes. */
 static void cmd_quit(struct pop3_session *s, char *args)
 {
 	if (!no_more_args(s, args))
@@ -700,6 +721,7 @@ static const struct pop3_command pop3_commands[] = {
 	{"QUIT", IN_AUTH | IN_TRANS, cmd_quit},
 };
 
+/* Looks a command up in the table, case-insensitively; NULL if unknown. */
 static const struct pop3_command *command_find(const char *name)
 {
 	for (size_t i = 0; i < sizeof(pop3_commands) / sizeof(pop3_commands[0]); i++) {
@@ -711,6 +733,7 @@ static const struct pop3_command *command_find(const char *name)
 
 /* ---- connection callbacks ---- */
 
+/* A new connection: a session in AUTHORIZATION and the greeting. */
 static void on_open(conn *c)
 {
 	struct pop3_server *server = net_server_data(conn_server(c));
@@ -727,6 +750,7 @@ static void on_open(conn *c)
 	reply(s, "+OK mailstack POP3 server ready");
 }
 
+/* One input line: a SASL response, or a command checked against the table. */
 static void on_line(conn *c, char *line, size_t len, bool crlf)
 {
 	struct pop3_session *s = conn_data(c);
@@ -759,6 +783,7 @@ static void on_line(conn *c, char *line, size_t len, bool crlf)
 	cmd->handler(s, args);
 }
 
+/* A line past the limit: a failed SASL exchange, or -ERR for a command. */
 static void on_line_too_long(conn *c)
 {
 	struct pop3_session *s = conn_data(c);
@@ -770,6 +795,7 @@ static void on_line_too_long(conn *c)
 	reply(s, "-ERR Line too long");
 }
 
+/* The STLS handshake finished. */
 static void on_tls_ready(conn *c)
 {
 	struct pop3_session *s = conn_data(c);
@@ -780,6 +806,7 @@ static void on_tls_ready(conn *c)
 	       conn_tls_cipher(c), NULL);
 }
 
+/* The idle timer fired: says so and closes. */
 static void on_timeout(conn *c)
 {
 	struct pop3_session *s = conn_data(c);
@@ -787,6 +814,7 @@ static void on_timeout(conn *c)
 	conn_close(c);
 }
 
+/* Frees a session and releases its maildrop lock. */
 static void session_free(struct pop3_session *s)
 {
 	/* A dropped connection removes nothing (RFC 1939 6). */
@@ -800,6 +828,7 @@ static void session_free(struct pop3_session *s)
 	free(s);
 }
 
+/* The connection closed: frees the session, or leaves that to the running async step. */
 static void on_close(conn *c)
 {
 	struct pop3_session *s = conn_data(c);
