@@ -5,6 +5,8 @@
 #ifndef MAILSTACK_CTL_H
 #define MAILSTACK_CTL_H
 
+#include <sys/types.h>
+
 typedef int ctl_command_fn(int argc, char **argv, const char *datadir);
 
 ctl_command_fn cmd_init;      /* init.c */
@@ -36,5 +38,13 @@ int ctl_load_config(const char *datadir, struct config **cfg_r);
 void ctl_match_owner(const char *datadir, const char *path);
 /* The path of a program installed next to mailctl (caller frees). */
 char *ctl_bin_path(const char *program);
+
+/* spawn.c: starts argv (argv[0] looked up in PATH unless it holds a '/') in
+ * its own session, stdin from /dev/null, stdout and stderr appended to
+ * log_path. Returns the child's pid, or -1 (errno set) if fork failed; an exec
+ * failure shows as the child exiting with 127. */
+pid_t ctl_spawn_logged(const char *log_path, const char *const argv[]);
+/* Sleeps ms milliseconds, resuming after signals. */
+void ctl_sleep_ms(long ms);
 
 #endif

@@ -182,13 +182,6 @@ static int demo_run_ok(struct demo *d, const char *command)
 
 /* ---- waiting ---- */
 
-static void demo_sleep_ms(long ms)
-{
-	struct timespec t = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-	while (nanosleep(&t, &t) < 0 && errno == EINTR)
-		;
-}
-
 /* True when something accepts a TCP connection on host:port. */
 static bool demo_port_answers(const char *host, int port)
 {
@@ -277,7 +270,7 @@ static bool demo_wait_event(struct demo *d, const char *event, const char *comp,
 	for (long waited = 0; waited < DEMO_EVENT_TIMEOUT_MS; waited += DEMO_POLL_MS) {
 		if (demo_find_event(d, event, comp, key, value_r))
 			return true;
-		demo_sleep_ms(DEMO_POLL_MS);
+		ctl_sleep_ms(DEMO_POLL_MS);
 	}
 	fprintf(stderr, "mailctl: demo: no '%s' event for %s after %d s\n", event, d->id,
 		DEMO_EVENT_TIMEOUT_MS / 1000);
@@ -366,27 +359,14 @@ static int demo_start_stack(struct demo *d)
 	char *mailctl = ctl_bin_path("mailctl");
 	printf("\n$ mailctl up > %s 2>&1 &\n", log_path);
 	fflush(stdout);
-	pid_t pid = fork();
+	const char *argv[] = {mailctl, "--dir", d->datadir, "up", NULL};
+	pid_t pid = ctl_spawn_logged(log_path, argv);
+	free(mailctl);
 	if (pid < 0) {
 		fprintf(stderr, "mailctl: fork: %s\n", strerror(errno));
-		free(mailctl);
 		free(log_path);
 		return -1;
 	}
-	if (pid == 0) {
-		setsid();
-		int out = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		int null = open("/dev/null", O_RDONLY);
-		if (out >= 0) {
-			dup2(out, STDOUT_FILENO);
-			dup2(out, STDERR_FILENO);
-		}
-		if (null >= 0)
-			dup2(null, STDIN_FILENO);
-		execl(mailctl, "mailctl", "--dir", d->datadir, "up", (char *)NULL);
-		_exit(127);
-	}
-	free(mailctl);
 	for (long waited = 0; waited < DEMO_START_TIMEOUT_MS; waited += DEMO_POLL_MS) {
 		int status;
 		if (waitpid(pid, &status, WNOHANG) == pid) {
@@ -403,7 +383,7 @@ static int demo_start_stack(struct demo *d)
 			free(log_path);
 			return 0;
 		}
-		demo_sleep_ms(DEMO_POLL_MS);
+		ctl_sleep_ms(DEMO_POLL_MS);
 	}
 	fprintf(stderr, "mailctl: demo: the stack did not answer within %d s (see %s)\n",
 		DEMO_START_TIMEOUT_MS / 1000, log_path);

@@ -59,13 +59,6 @@ static const struct lab_host lab_hosts[] = {
 };
 #define LAB_HOST_COUNT (sizeof(lab_hosts) / sizeof(lab_hosts[0]))
 
-static void lab_sleep_ms(long ms)
-{
-	struct timespec t = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-	while (nanosleep(&t, &t) < 0 && errno == EINTR)
-		;
-}
-
 /* Runs argv (NULL-terminated) and waits; prints it first unless quiet.
  * Returns the exit status, or -1 when it could not run. input, when not
  * NULL, is written to its standard input. */
@@ -284,21 +277,8 @@ static int lab_host_start(const char *datadir, const struct lab_host *h)
 	char *log_path = xasprintf("%s/up.log", log_dir);
 	printf("+ ip netns exec %s %s --dir %s up > %s 2>&1 &\n", h->netns, mailctl, dir, log_path);
 	fflush(stdout);
-	pid_t pid = fork();
-	if (pid == 0) {
-		setsid();
-		int out = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		int null = open("/dev/null", O_RDONLY);
-		if (out >= 0) {
-			dup2(out, STDOUT_FILENO);
-			dup2(out, STDERR_FILENO);
-		}
-		if (null >= 0)
-			dup2(null, STDIN_FILENO);
-		execlp("ip", "ip", "netns", "exec", h->netns, mailctl, "--dir", dir, "up",
-		       (char *)NULL);
-		_exit(127);
-	}
+	const char *argv[] = {"ip", "netns", "exec", h->netns, mailctl, "--dir", dir, "up", NULL};
+	pid_t pid = ctl_spawn_logged(log_path, argv);
 	int rc = pid < 0 ? -1 : 1;
 	for (long waited = 0; rc == 1 && waited < LAB_START_TIMEOUT_MS; waited += LAB_POLL_MS) {
 		int status;
@@ -309,7 +289,7 @@ static int lab_host_start(const char *datadir, const struct lab_host *h)
 		} else if (lab_stack_runs(datadir, h)) {
 			rc = 0;
 		} else {
-			lab_sleep_ms(LAB_POLL_MS);
+			ctl_sleep_ms(LAB_POLL_MS);
 		}
 	}
 	if (rc == 1) {
@@ -343,7 +323,7 @@ static void lab_host_stop(const char *datadir, const struct lab_host *h)
 	for (long waited = 0; waited < LAB_STOP_TIMEOUT_MS; waited += LAB_POLL_MS) {
 		if (kill(pid, 0) < 0)
 			return;
-		lab_sleep_ms(LAB_POLL_MS);
+		ctl_sleep_ms(LAB_POLL_MS);
 	}
 	fprintf(stderr, "mailctl: lab net: mailctl up of %s (pid %d) did not stop\n", h->name, pid);
 }
