@@ -1,8 +1,8 @@
 /* mutf7.h: modified UTF-7, the wire form of IMAP mailbox names (RFC 3501
- * section 5.1.3), for clients: the mua shows and takes names in UTF-8 and
- * converts at the protocol edge. (imapd has its own copy of this logic in
- * imapd/imap_utf7.c; the two are kept separate on purpose, see the report of
- * the change that added this file.) */
+ * section 5.1.3). Both ends use it: imapd decodes the names clients send and
+ * encodes the names it lists; the mua shows and takes names in UTF-8 and
+ * converts at the protocol edge. Decoding is strict (one name, one wire form),
+ * which imapd relies on so that two spellings never name one folder. */
 #ifndef MAILSTACK_MUTF7_H
 #define MAILSTACK_MUTF7_H
 

@@ -19,7 +19,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "imap_utf7.h"
+#include "mutf7.h"
 #include "imapd.h"
 #include "log.h"
 
@@ -134,7 +134,7 @@ static char *append_folder(const struct imap_arg *mailbox, const char **status_r
 {
 	const char *wire = imap_arg_string(mailbox);
 	char *folder = NULL;
-	if (wire == NULL || !imap_arg_string_clean(mailbox) || imap_utf7_decode(wire, &folder) < 0) {
+	if (wire == NULL || !imap_arg_string_clean(mailbox) || mutf7_decode(wire, &folder) < 0) {
 		*status_r = "BAD";
 		*why_r = "Invalid mailbox name";
 		return NULL;

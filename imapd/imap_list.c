@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "imap_utf7.h"
+#include "mutf7.h"
 #include "imapd.h"
 
 /* Longest LIST pattern (reference + pattern), in bytes. */
@@ -60,7 +60,7 @@ static bool list_match(const char *pattern, const char *name)
 /* Appends a mailbox name for the wire: an atom when it can be one, else a string. */
 static void list_append_name(buf_t *out, const char *utf8)
 {
-	char *wire = imap_utf7_encode(utf8);
+	char *wire = mutf7_encode(utf8);
 	bool atom = wire[0] != '\0';
 	for (const char *p = wire; *p != '\0' && atom; p++) {
 		if (strchr("(){ %*\"\\]", *p) != NULL || (unsigned char)*p < 0x21 ||
@@ -95,7 +95,7 @@ static bool list_is_below(const char *child, const char *parent)
 static char *list_pattern(const char *ref, const char *pattern)
 {
 	char *ref8 = NULL, *pat8 = NULL;
-	if (imap_utf7_decode(ref, &ref8) < 0 || imap_utf7_decode(pattern, &pat8) < 0) {
+	if (mutf7_decode(ref, &ref8) < 0 || mutf7_decode(pattern, &pat8) < 0) {
 		free(ref8);
 		return NULL;
 	}

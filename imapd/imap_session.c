@@ -21,7 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "imap_utf7.h"
+#include "mutf7.h"
 #include "log.h"
 
 /* Bad commands in a row before the server gives up on a client (a client
@@ -194,7 +194,7 @@ char *imap_arg_mailbox(struct imap_session *s, struct imap_cmd *cmd, const struc
 		return NULL;
 	}
 	char *name = NULL;
-	if (imap_utf7_decode(wire, &name) < 0) {
+	if (mutf7_decode(wire, &name) < 0) {
 		imap_cmd_finish(s, cmd, "NO", "[CANNOT] Mailbox name is not valid modified UTF-7");
 		return NULL;
 	}

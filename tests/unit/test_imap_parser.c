@@ -1,6 +1,6 @@
 /* test_imap_parser.c: the IMAP command parser, each case run whole and again
- * one byte at a time; plus imapd's pure helpers (sequence sets, modified
- * UTF-7) linked in from imapd/. */
+ * one byte at a time; plus imapd's sequence sets (linked in from imapd/) and
+ * the modified UTF-7 of mailbox names as imapd uses it (common/mutf7.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,7 +14,7 @@
 #include "buffer.h"
 #include "imap_parser.h"
 #include "imap_seqset.h"
-#include "imap_utf7.h"
+#include "mutf7.h"
 
 /* Writes the parsed arguments in a canonical form: atoms bare, quoted strings
  * in quotes, literals as {n}data, external literals as {n*}, lists in parens. */
@@ -286,7 +286,7 @@ static void test_seqset(void **state)
 	buf_free(&big);
 }
 
-/* Modified UTF-7 (RFC 3501 5.1.3) both ways, and invalid forms. */
+/* Modified UTF-7 (RFC 3501 5.1.3) both ways, and the invalid forms imapd refuses. */
 static void test_utf7(void **state)
 {
 	(void)state;
@@ -299,18 +299,18 @@ static void test_utf7(void **state)
 		{"\xf0\x9f\x98\x80", "&2D3eAA-"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char *enc = imap_utf7_encode(cases[i].utf8);
+		char *enc = mutf7_encode(cases[i].utf8);
 		assert_string_equal(enc, cases[i].utf7);
 		free(enc);
 		char *dec = NULL;
-		assert_int_equal(imap_utf7_decode(cases[i].utf7, &dec), 0);
+		assert_int_equal(mutf7_decode(cases[i].utf7, &dec), 0);
 		assert_string_equal(dec, cases[i].utf8);
 		free(dec);
 	}
 	static const char *bad[] = {"&", "&U,BTFw", "&AGE-", "&-&-x\x80", "&ZeVnLIqe", "&2D0-"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char *dec = NULL;
-		if (imap_utf7_decode(bad[i], &dec) == 0)
+		if (mutf7_decode(bad[i], &dec) == 0)
 			fail_msg("accepted invalid modified UTF-7 '%s'", bad[i]);
 		assert_null(dec);
 	}
