@@ -8,15 +8,16 @@
  *        |   +-- SASL done/failed --+            +-- connection lost: nothing removed
  *        +--AUTH--> SASL ------------+
  *
- * While a command waits for something asynchronous (a password check on the
- * thread pool, a message streaming out, the deletions being committed) the
- * connection's input is paused, so pipelined commands (RFC 2449 6.6) are
- * answered strictly in order. Every bad input gets a precise -ERR and the
+ * While a command waits for something asynchronous (on the thread pool: a
+ * password check, the maildrop being opened, the deletions being committed;
+ * on the loop: a message streaming out) the connection's input is paused, so
+ * pipelined commands (RFC 2449 6.6) are answered strictly in order. Every bad input gets a precise -ERR and the
  * session goes on; too many failed logins close it.
  *
  * Invariants: `user` is set only in TRANSACTION and UPDATE, and then the
  * maildrop lock for it is held by this session; the maildrop is open exactly
- * in those states. */
+ * in those states. While a login's maildrop is being opened the lock is held
+ * by that job, which hands it to the session or releases it. */
 #include "pop3.h"
 
 #include <ctype.h>
@@ -294,7 +295,70 @@ static void session_auth_failed(struct pop3_session *s, const char *text)
 	}
 }
 
-/* Enters TRANSACTION for user: takes the maildrop lock and the snapshot. */
+/* A login's maildrop opening, run on the thread pool: opening the store (and
+ * migrating it) and listing a big INBOX must not stall the loop. */
+struct pop3_login_job {
+	uv_work_t work;
+	struct pop3_session *s;
+	struct pop3_server *server;
+	const char *datadir;
+	char *user;
+	struct pop3_maildrop drop;
+	int result;
+	bool temporary;
+	char *err;
+};
+
+/* On a pool thread: opens the store and takes the snapshot. */
+static void login_work(uv_work_t *work)
+{
+	struct pop3_login_job *job = work->data;
+	job->result = pop3_maildrop_open(job->datadir, job->user, &job->drop, &job->temporary,
+					 &job->err);
+}
+
+/* Back on the loop: enters TRANSACTION, or answers why not. Whatever the
+ * session can no longer take (the client left) is released here. */
+static void login_done(uv_work_t *work, int status)
+{
+	struct pop3_login_job *job = work->data;
+	struct pop3_session *s = job->s;
+	if (status != 0 && job->result == 0) {
+		pop3_maildrop_close(&job->drop);
+		job->result = -1;
+		job->temporary = true;
+		job->err = xstrdup(uv_strerror(status));
+	}
+	if (job->result < 0) {
+		log_kv(LOG_ERROR, conn_id(s->c), "cannot open maildrop", "user", job->user, "error",
+		       job->err, NULL);
+		pop3_server_unlock(job->server, job->user);
+		if (session_unbusy(s))
+			reply(s, "-ERR [SYS/%s] Cannot open the mailbox",
+			      job->temporary ? "TEMP" : "PERM");
+	} else if (!session_unbusy(s)) {
+		pop3_maildrop_close(&job->drop);
+		pop3_server_unlock(job->server, job->user);
+	} else {
+		s->drop = job->drop;
+		s->drop_open = true;
+		s->user = xstrdup(job->user);
+		conn_set_user(s->c, s->user);
+		session_enter(s, POP3_TRANSACTION);
+		size_t count;
+		uint64_t octets;
+		pop3_maildrop_stat(&s->drop, &count, &octets);
+		log_kv(LOG_INFO, conn_id(s->c), "login", "user", s->user, "tls",
+		       conn_is_tls(s->c) ? "yes" : "no", NULL);
+		reply(s, "+OK Logged in, %zu messages (%" PRIu64 " octets)", count, octets);
+	}
+	free(job->err);
+	free(job->user);
+	free(job);
+}
+
+/* Enters TRANSACTION for user: takes the maildrop lock here, then the
+ * snapshot on the thread pool (input paused meanwhile). */
 static void session_login(struct pop3_session *s, const char *user)
 {
 	if (!pop3_server_lock(s->server, user)) {
@@ -302,26 +366,18 @@ static void session_login(struct pop3_session *s, const char *user)
 		reply(s, "-ERR [IN-USE] Mailbox is locked by another POP3 session");
 		return;
 	}
-	bool temporary;
-	char *err = NULL;
-	if (pop3_maildrop_open(session_daemon(s)->datadir, user, &s->drop, &temporary, &err) < 0) {
-		log_kv(LOG_ERROR, conn_id(s->c), "cannot open maildrop", "user", user, "error", err,
-		       NULL);
-		free(err);
-		pop3_server_unlock(s->server, user);
-		reply(s, "-ERR [SYS/%s] Cannot open the mailbox", temporary ? "TEMP" : "PERM");
-		return;
+	struct pop3_login_job *job = xcalloc(1, sizeof(*job));
+	job->work.data = job;
+	job->s = s;
+	job->server = s->server;
+	job->datadir = session_daemon(s)->datadir;
+	job->user = xstrdup(user);
+	session_busy(s);
+	if (uv_queue_work(conn_loop(s->c), &job->work, login_work, login_done) != 0) {
+		/* Only when the loop is shutting down: open it here. */
+		login_work(&job->work);
+		login_done(&job->work, 0);
 	}
-	s->drop_open = true;
-	s->user = xstrdup(user);
-	conn_set_user(s->c, user);
-	session_enter(s, POP3_TRANSACTION);
-	size_t count;
-	uint64_t octets;
-	pop3_maildrop_stat(&s->drop, &count, &octets);
-	log_kv(LOG_INFO, conn_id(s->c), "login", "user", user, "tls",
-	       conn_is_tls(s->c) ? "yes" : "no", NULL);
-	reply(s, "+OK Logged in, %zu messages (%" PRIu64 " octets)", count, octets);
 }
 
 static void pass_checked(void *arg, enum sasl_result result, const char *challenge_b64,
