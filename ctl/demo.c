@@ -394,6 +394,7 @@ static int demo_start_stack(struct demo *d)
 
 /* ---- the steps ---- */
 
+/* Step 1: initialises the data directory if needed and starts the stack. */
 static int step_stack(struct demo *d)
 {
 	char *conf = xasprintf("%s/mailstack.conf", d->datadir);
@@ -423,6 +424,7 @@ static int step_stack(struct demo *d)
 	return demo_run(d, "mailctl status") < 0 ? -1 : 0;
 }
 
+/* Writes the message the demo sends, with a Message-ID of its own. */
 static int step_message(struct demo *d)
 {
 	d->message_path = xasprintf("%s/demo-message.eml", d->datadir);
@@ -458,6 +460,7 @@ static int step_message(struct demo *d)
 	return rc;
 }
 
+/* Submits the message with curl over SMTP with STARTTLS and AUTH. */
 static int step_submit(struct demo *d)
 {
 	int rc = demo_run(d,
@@ -474,6 +477,7 @@ static int step_submit(struct demo *d)
 	return 0;
 }
 
+/* Shows the mta's side of that SMTP conversation. */
 static int step_smtp_transcript(struct demo *d)
 {
 	if (demo_run_ok(d, "mailctl transcript --proto smtp --comp mta --last") < 0)
@@ -492,6 +496,7 @@ static int step_smtp_transcript(struct demo *d)
 	return 0;
 }
 
+/* Shows the queue while the message passes through it. */
 static int step_queue(struct demo *d)
 {
 	if (demo_run_ok(d, "mailctl queue") < 0)
@@ -508,6 +513,7 @@ static int step_queue(struct demo *d)
 	return rc;
 }
 
+/* Waits for the LMTP delivery and shows its transcript. */
 static int step_lmtp(struct demo *d)
 {
 	if (!demo_wait_event(d, "delivered", "mda", "uid", &d->bob_uid))
@@ -515,6 +521,7 @@ static int step_lmtp(struct demo *d)
 	return demo_run_ok(d, "mailctl transcript --proto lmtp --comp mda --last");
 }
 
+/* Shows the message's row in bob's SQLite mailbox. */
 static int step_mailbox(struct demo *d)
 {
 	return demo_run(d,
@@ -527,6 +534,7 @@ static int step_mailbox(struct demo *d)
 		       : -1;
 }
 
+/* Reads the message back over IMAP with curl. */
 static int step_imap(struct demo *d)
 {
 	if (d->bob_uid == NULL) {
@@ -542,6 +550,7 @@ static int step_imap(struct demo *d)
 	return rc;
 }
 
+/* Lists and reads the message over POP3 with curl. */
 static int step_pop3(struct demo *d)
 {
 	char *url = xasprintf("pop3://%s:%lld", d->host, (long long)(d->port_base + 110));
@@ -574,6 +583,7 @@ static int step_pop3(struct demo *d)
 	return rc;
 }
 
+/* Shows the message's whole journey with mailctl trace. */
 static int step_trace(struct demo *d)
 {
 	/* The readers' events are written as they read: wait for both. */
@@ -643,6 +653,7 @@ static void demo_pause(const struct demo *d)
 		;
 }
 
+/* Frees what the demo holds (the stack it started keeps running). */
 static void demo_free(struct demo *d)
 {
 	config_free(&d->cfg);

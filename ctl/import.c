@@ -311,6 +311,7 @@ static uint32_t maildir_flags(const char *name)
 	return flags;
 }
 
+/* Orders Maildir files oldest first (qsort). */
 static int maildir_file_cmp(const void *a, const void *b)
 {
 	const struct maildir_file *x = a, *y = b;

@@ -127,6 +127,7 @@ static int lab_must(const char *const *argv)
 	return 0;
 }
 
+/* True when the host's network namespace exists. */
 static bool lab_netns_exists(const struct lab_host *h)
 {
 	char *path = xasprintf("/run/netns/%s", h->netns);
@@ -135,6 +136,7 @@ static bool lab_netns_exists(const struct lab_host *h)
 	return exists;
 }
 
+/* The host's data directory under DATADIR/lab (caller frees). */
 static char *lab_host_dir(const char *datadir, const struct lab_host *h)
 {
 	return xasprintf("%s/lab/%s", datadir, h->name);
@@ -328,6 +330,7 @@ static void lab_host_stop(const char *datadir, const struct lab_host *h)
 	fprintf(stderr, "mailctl: lab net: mailctl up of %s (pid %d) did not stop\n", h->name, pid);
 }
 
+/* lab net up: the network, then each host configured and started. */
 static int lab_net_up(const char *datadir)
 {
 	if (lab_network_up() < 0)
@@ -349,6 +352,7 @@ static int lab_net_up(const char *datadir)
 	return 0;
 }
 
+/* lab net down: stops the hosts, then removes the network. */
 static int lab_net_down(const char *datadir)
 {
 	for (size_t i = 0; i < LAB_HOST_COUNT; i++)
@@ -366,6 +370,7 @@ static int lab_net_down(const char *datadir)
 	return rc;
 }
 
+/* lab net status: which hosts run. */
 static int lab_net_status(const char *datadir)
 {
 	int running = 0;

@@ -86,6 +86,7 @@ static char *sieve_user(struct sieve_ctx *ctx, const char *name)
 	return address;
 }
 
+/* sieve put USER [FILE]: checks the script, then stores it as the user's. */
 static int sieve_put(struct sieve_ctx *ctx, char **args)
 {
 	buf_t text = BUF_INIT;
@@ -108,6 +109,7 @@ out:
 	return status;
 }
 
+/* sieve get USER: prints the user's script. */
 static int sieve_get(struct sieve_ctx *ctx, char **args)
 {
 	char *user = sieve_user(ctx, args[0]);
@@ -125,6 +127,7 @@ static int sieve_get(struct sieve_ctx *ctx, char **args)
 	return 0;
 }
 
+/* sieve del USER: removes the user's script. */
 static int sieve_del(struct sieve_ctx *ctx, char **args)
 {
 	char *user = sieve_user(ctx, args[0]);
@@ -143,6 +146,7 @@ static int sieve_del(struct sieve_ctx *ctx, char **args)
 	return status;
 }
 
+/* sieve check FILE: parses a script and reports what is wrong, storing nothing. */
 static int sieve_check(struct sieve_ctx *ctx, char **args)
 {
 	buf_t text = BUF_INIT;

@@ -39,12 +39,14 @@ struct trace_event {
 	char **values;
 };
 
+/* Frees an event's pairs. */
 static void trace_event_free(struct trace_event *e)
 {
 	log_pairs_free(e->count, &e->keys, &e->values);
 	e->count = 0;
 }
 
+/* The value of one of the event's keys, or NULL. */
 static const char *event_get(const struct trace_event *e, const char *key)
 {
 	return log_pairs_get(e->count, e->keys, e->values, key);
@@ -74,6 +76,7 @@ static bool read_line(FILE *f, buf_t *line)
 	return false;
 }
 
+/* Parses one events line; false unless it has an id and an event. */
 static bool parse_event(const char *line, struct trace_event *e_r)
 {
 	e_r->count = log_parse_line(line, &e_r->keys, &e_r->values);
@@ -95,6 +98,7 @@ static bool message_id_matches(const char *stored, const char *wanted)
 	return ls == lw && strncmp(stored, wanted, ls) == 0;
 }
 
+/* True for 16 characters of 0-9 A-Z, the shape of a lifecycle id. */
 static bool looks_like_lifecycle_id(const char *s)
 {
 	if (strlen(s) != 16)
@@ -155,6 +159,7 @@ static char *resolve_id(char **files, const char *wanted)
 	return found;
 }
 
+/* Frees a NULL-terminated list of paths. */
 static void free_files(char **files)
 {
 	for (size_t i = 0; files[i] != NULL; i++)
@@ -254,6 +259,7 @@ static char *mailboxes_find_message_id(const char *datadir, const char *wanted)
 	return found;
 }
 
+/* Appends s as a JSON string (RFC 8259 7 escapes). */
 static void json_string(buf_t *out, const char *s)
 {
 	buf_append_char(out, '"');
@@ -274,6 +280,7 @@ static void json_string(buf_t *out, const char *s)
 	buf_append_char(out, '"');
 }
 
+/* Prints an event as one JSON object on one line. */
 static void print_json(const struct trace_event *e)
 {
 	buf_t out = BUF_INIT;
@@ -328,6 +335,7 @@ static const struct event_story stories[] = {
 	{NULL, "deleted", "deleted over POP3", {"user", "proto"}},
 };
 
+/* The sentence that tells this event of this component, or NULL. */
 static const struct event_story *story_for(const char *comp, const char *event)
 {
 	for (size_t i = 0; i < sizeof(stories) / sizeof(stories[0]); i++) {
@@ -338,6 +346,7 @@ static const struct event_story *story_for(const char *comp, const char *event)
 	return NULL;
 }
 
+/* True when the story already shows key, so the row need not repeat it. */
 static bool key_is_shown_first(const struct event_story *story, const char *key)
 {
 	if (story == NULL)
@@ -349,6 +358,7 @@ static bool key_is_shown_first(const struct event_story *story, const char *key)
 	return false;
 }
 
+/* Prints an event as a timeline row: time, component, story, the other keys. */
 static void print_timeline_row(const struct trace_event *e)
 {
 	const char *ts = event_get(e, "ts");
@@ -391,6 +401,7 @@ static void print_timeline_row(const struct trace_event *e)
 
 static volatile sig_atomic_t trace_stop;
 
+/* Ctrl-C: stops --follow at the next poll. */
 static void on_signal(int sig)
 {
 	(void)sig;

@@ -43,12 +43,14 @@ struct transcript_filter {
 
 static volatile sig_atomic_t transcript_stop;
 
+/* Ctrl-C: stops following at the next poll. */
 static void on_signal(int sig)
 {
 	(void)sig;
 	transcript_stop = 1;
 }
 
+/* True when the conversation (comp#conn) passed the filter earlier. */
 static bool is_tracked(struct transcript_filter *f, const char *conversation)
 {
 	for (size_t i = 0; i < f->tracked_count; i++) {
@@ -58,6 +60,7 @@ static bool is_tracked(struct transcript_filter *f, const char *conversation)
 	return false;
 }
 
+/* Remembers a conversation that passed the filter, forgetting the oldest past the bound. */
 static void track(struct transcript_filter *f, const char *conversation)
 {
 	if (is_tracked(f, conversation))

@@ -232,6 +232,7 @@ static void up_endpoints_build(struct child *children, const config *cfg)
 		free(addrs[i]);
 }
 
+/* Frees the endpoints a daemon's readiness is checked on. */
 static void up_endpoints_free(struct child *ch)
 {
 	for (size_t i = 0; i < ch->endpoint_count; i++) {
@@ -352,6 +353,7 @@ static bool up_pid_is(int pid, const char *name)
 
 /* ---- state transitions ---- */
 
+/* The one way to change the supervisor's state: logs old -> new. */
 static void up_enter(struct supervisor *sup, enum up_state state)
 {
 	log_kv(LOG_DEBUG, 0, "supervisor state", "from", up_state_names[sup->state], "to",
@@ -359,6 +361,7 @@ static void up_enter(struct supervisor *sup, enum up_state state)
 	sup->state = state;
 }
 
+/* The one way to change a daemon's state: logs old -> new. */
 static void child_enter(struct child *ch, enum child_state state)
 {
 	log_kv(LOG_DEBUG, 0, "daemon state", "daemon", ch->name, "from",
@@ -379,6 +382,7 @@ static char *child_exit_text(const struct child *ch)
 
 /* ---- the supervisor ---- */
 
+/* Close callback for handles embedded in the supervisor: nothing to free. */
 static void up_on_handle_closed(uv_handle_t *handle)
 {
 	(void)handle;
@@ -389,6 +393,7 @@ static void up_on_handle_closed(uv_handle_t *handle)
 #define UP_PRUNE_FIRST_MS (10 * 1000)
 #define UP_PRUNE_EVERY_MS (60 * 60 * 1000)
 
+/* On the thread pool: drops lifecycle events older than log.event_retention. */
 static void up_prune_run(uv_work_t *work)
 {
 	struct supervisor *sup = work->data;
@@ -407,12 +412,14 @@ static void up_prune_run(uv_work_t *work)
 	free(log_dir);
 }
 
+/* Back on the loop: the next tick may prune again. */
 static void up_prune_done(uv_work_t *work, int status)
 {
 	struct supervisor *sup = work->data;
 	sup->pruning = false;
 }
 
+/* The prune timer: starts a pruning unless one runs or we are stopping. */
 static void up_prune_tick(uv_timer_t *timer)
 {
 	struct supervisor *sup = timer->data;
@@ -496,6 +503,7 @@ static void up_stop(struct supervisor *sup)
 	up_check_stopped(sup);
 }
 
+/* SIGINT/SIGTERM: stops the daemons gracefully; a second one kills at once. */
 static void up_on_signal(uv_signal_t *handle, int signum)
 {
 	struct supervisor *sup = handle->data;
@@ -580,12 +588,14 @@ static void child_check_dead(struct child *ch)
 		child_on_dead(ch);
 }
 
+/* The daemon's process handle is closed. */
 static void child_on_process_closed(uv_handle_t *handle)
 {
 	struct child *ch = handle->data;
 	ch->process_open = false;
 }
 
+/* The daemon's stderr pipe is closed. */
 static void child_on_pipe_closed(uv_handle_t *handle)
 {
 	struct child *ch = handle->data;
@@ -616,6 +626,7 @@ static void child_stderr_end(struct child *ch)
 	ch->stderr_done = true;
 }
 
+/* Read buffer for stderr: one static chunk, used before the next read. */
 static void child_on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out)
 {
 	(void)suggested;
@@ -624,6 +635,7 @@ static void child_on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out)
 	*out = uv_buf_init(chunk, sizeof(chunk));
 }
 
+/* Splits a daemon's stderr into bounded lines and passes them on. */
 static void child_on_stderr(uv_stream_t *stream, ssize_t nread, const uv_buf_t *data)
 {
 	struct child *ch = stream->data;
@@ -668,6 +680,7 @@ static void child_on_stderr_grace(uv_timer_t *timer)
 	}
 }
 
+/* A daemon exited: records how, then decides once its stderr has ended. */
 static void child_on_exit(uv_process_t *process, int64_t exit_status, int term_signal)
 {
 	struct child *ch = process->data;
