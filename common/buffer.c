@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Out of memory is fatal (STYLE practice 7): says how much, then aborts. */
 static void out_of_memory(size_t size)
 {
 	fprintf(stderr, "mailstack: out of memory allocating %zu bytes\n", size);

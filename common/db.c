@@ -9,6 +9,7 @@
 
 #include "buffer.h"
 
+/* Reads PRAGMA user_version, the schema version. */
 static int db_user_version(sqlite3 *db, int *version_r)
 {
 	sqlite3_stmt *stmt = NULL;

@@ -38,6 +38,7 @@ const struct fault_spec *fault_lookup(const char *component, const char *fault)
 	return NULL;
 }
 
+/* The file that holds the injected faults (caller frees). */
 static char *fault_path(const char *datadir)
 {
 	return xasprintf("%s/run/faults", datadir);

@@ -163,6 +163,7 @@ void queue_rollback(queue *q)
 		sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
+/* Binds s as text, or NULL when s is NULL. */
 static void bind_text_or_null(sqlite3_stmt *stmt, int col, const char *s)
 {
 	if (s == NULL)
@@ -294,6 +295,7 @@ size_t queue_due_messages(queue *q, int64_t now, size_t limit, char ***ids_r)
 	return count;
 }
 
+/* A copy of a text column, or NULL for SQL NULL. */
 static char *column_strdup(sqlite3_stmt *s, int col)
 {
 	const unsigned char *t = sqlite3_column_text(s, col);

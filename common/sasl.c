@@ -272,6 +272,7 @@ static struct sasl_pending *sasl_pending_new(uv_loop_t *loop, sasl_server *serve
 	return p;
 }
 
+/* The pending step's timer is closed: wipes the secrets and frees it. */
 static void sasl_pending_closed(uv_handle_t *handle)
 {
 	struct sasl_pending *p = handle->data;
@@ -482,6 +483,7 @@ static void sasl_plain_step(sasl_server *s, struct sasl_pending *p, const char *
 
 /* ---- LOGIN (draft-murchison-sasl-login) ---- */
 
+/* LOGIN: asks for the user name, then the password, then checks them. */
 static void sasl_login_step(sasl_server *s, struct sasl_pending *p, const char *response)
 {
 	if (s->state == SASL_STATE_START && response == NULL) {
@@ -518,6 +520,7 @@ static void sasl_login_step(sasl_server *s, struct sasl_pending *p, const char *
 static pthread_once_t sasl_fake_secret_once = PTHREAD_ONCE_INIT;
 static unsigned char sasl_fake_secret[32];
 
+/* The random key unknown users' SCRAM salts are derived from (stable in this process). */
 static void sasl_fake_secret_init(void)
 {
 	sasl_random(sasl_fake_secret, sizeof(sasl_fake_secret));
@@ -770,6 +773,7 @@ static void sasl_scram_final(sasl_server *s, struct sasl_pending *p, const char 
 	free(v);
 }
 
+/* SCRAM-SHA-256: client-first gets server-first, client-final gets server-final. */
 static void sasl_scram_step(sasl_server *s, struct sasl_pending *p, const char *response)
 {
 	if (response == NULL) {

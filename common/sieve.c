@@ -108,6 +108,7 @@ static void parser_advance(struct parser *p)
 	p->pos++;
 }
 
+/* Frees a string list and its items. */
 static void strings_free(struct sieve_strings *s)
 {
 	for (size_t i = 0; i < s->count; i++)
@@ -117,6 +118,7 @@ static void strings_free(struct sieve_strings *s)
 	s->count = 0;
 }
 
+/* Appends item to the list, which takes it over. */
 static void strings_add(struct sieve_strings *s, char *item)
 {
 	s->items = xrealloc(s->items, (s->count + 1) * sizeof(*s->items));
@@ -154,11 +156,13 @@ static int lexer_skip_space(struct parser *p)
 	return 0;
 }
 
+/* RFC 5228 8.1: an identifier starts with a letter or "_". */
 static bool is_ident_start(char c)
 {
 	return isalpha((unsigned char)c) || c == '_';
 }
 
+/* RFC 5228 8.1: then letters, digits and "_". */
 static bool is_ident_char(char c)
 {
 	return isalnum((unsigned char)c) || c == '_';
@@ -338,6 +342,7 @@ static int lexer_next(struct parser *p)
 
 /* ---- plain arguments ---- */
 
+/* Frees a command's or test's parsed arguments. */
 static void args_free(struct args *a)
 {
 	for (size_t i = 0; i < a->count; i++) {
@@ -559,6 +564,7 @@ static void arg_take_strings(struct arg *arg, struct sieve_strings *dest)
 
 /* ---- tests ---- */
 
+/* Frees what a test holds (its nested tests too), not the test itself. */
 static void test_free_contents(struct sieve_test *t)
 {
 	strings_free(&t->fields);
@@ -746,6 +752,7 @@ static int parse_test(struct parser *p, struct sieve_test *t)
 
 /* ---- commands ---- */
 
+/* Frees what a command holds (branches, blocks), not the command itself. */
 static void command_free_contents(struct sieve_command *c)
 {
 	for (size_t i = 0; i < c->branch_count; i++) {
@@ -763,6 +770,7 @@ static void command_free_contents(struct sieve_command *c)
 	strings_free(&c->addresses);
 }
 
+/* Frees a block's commands, not the block itself. */
 static void block_free_contents(struct sieve_block *block)
 {
 	for (size_t i = 0; i < block->count; i++)

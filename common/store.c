@@ -1272,6 +1272,7 @@ int store_set_busy_timeout(store *st, int ms)
 
 /* ---- messages: rows ------------------------------------------------------ */
 
+/* Takes the folder's next UID (RFC 3501 2.3.1.1: strictly ascending, never reused). */
 static int store_uid_next(store *st, int64_t folder_id, uint32_t *uid_r)
 {
 	sqlite3_stmt *stmt = store_stmt(st, SQL_FOLDER_UIDNEXT_TAKE);

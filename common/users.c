@@ -624,6 +624,7 @@ struct userdb_addrset {
 	size_t limit;
 };
 
+/* True when the set already holds address. */
 static bool addrset_has(const struct userdb_addrset *set, const char *address)
 {
 	for (size_t i = 0; i < set->count; i++) {
@@ -649,6 +650,7 @@ static bool addrset_add(struct userdb_addrset *set, const char *address)
 	return true;
 }
 
+/* Frees the addresses of a set. */
 static void addrset_free(struct userdb_addrset *set)
 {
 	for (size_t i = 0; i < set->count; i++)
