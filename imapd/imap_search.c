@@ -9,7 +9,20 @@
  * message read), and the message rows (flags, sizes, dates) and the parsed
  * headers are read only when a key needs them. HEADER, BODY and TEXT read
  * more (the header section or the message), lazily and once per message.
- * Search strings are bound as data (or compared in memory), never query text. */
+ * Search strings are bound as data (or compared in memory), never query text.
+ *
+ * Where it runs. A search that reads messages (HEADER, BODY, TEXT) may take
+ * seconds on a large folder, and nothing may block the loop that long
+ * (DESIGN.md): it goes to libuv's thread pool as a search_job, which holds
+ * copies of everything it reads (the criteria, the view's UIDs and \Recent
+ * set) and opens its own store handles there (SQLite connections are never
+ * shared between threads). Meanwhile the session's input stays paused (its
+ * command is active) and its conn is held with conn_ref; when the scan ends,
+ * search_work_done finds the session by conn id and answers, or drops the
+ * answer if the client left. The view cannot change in between: updates are
+ * only applied when a command finishes. Other searches run at once on the
+ * loop with the session's shared store handles. Both paths evaluate the
+ * same way (search_run), so the responses are the same. */
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +30,7 @@
 #include <time.h>
 
 #include "imapd.h"
+#include "log.h"
 
 #define SEARCH_MAX_DEPTH 64
 #define SEARCH_MAX_NODES 10000
@@ -31,8 +45,8 @@ enum search_op {
 struct search_node {
 	enum search_op op;
 	uint32_t flag;
-	const char *str;       /* points into the parser's arguments */
-	const char *field;     /* HEADER field */
+	char *str;             /* a copy: a worker may read it after the session is gone */
+	char *field;           /* HEADER field (a copy) */
 	uint64_t num;          /* sizes, days since epoch, MODSEQ */
 	struct imap_seqset set;
 	struct search_node **kids;
@@ -59,6 +73,8 @@ static void search_node_free(struct search_node *n)
 		search_node_free(n->kids[i]);
 	free(n->kids);
 	free(n->hits);
+	free(n->str);
+	free(n->field);
 	imap_seqset_free(&n->set);
 	free(n);
 }
@@ -222,7 +238,7 @@ static struct search_node *search_parse_key(struct search_parse *p, unsigned dep
 			const char *s = search_next_string(p);
 			if (s == NULL || (n = search_new(p, search_string_keys[i].op)) == NULL)
 				return NULL;
-			n->str = s;
+			n->str = xstrdup(s);
 			return n;
 		}
 	}
@@ -264,8 +280,8 @@ static struct search_node *search_parse_key(struct search_parse *p, unsigned dep
 		const char *s = field != NULL ? search_next_string(p) : NULL;
 		if (s == NULL || (n = search_new(p, SK_HEADER)) == NULL)
 			return NULL;
-		n->field = field;
-		n->str = s;
+		n->field = xstrdup(field);
+		n->str = xstrdup(s);
 		return n;
 	}
 	if (strcasecmp(k, "NOT") == 0 || strcasecmp(k, "OR") == 0) {
@@ -304,9 +320,42 @@ static struct search_node *search_parse_key(struct search_parse *p, unsigned dep
 	return n;
 }
 
+/* ESEARCH's RETURN (...) options (RFC 4731). */
+enum { RET_MIN = 1, RET_MAX = 2, RET_ALL = 4, RET_COUNT = 8 };
+
+/* A SEARCH being answered: the question, copied from the session so that
+ * the evaluation never reads the session (on the thread pool it may be gone
+ * by the time the scan ends), and the answer. */
+struct search_job {
+	uv_work_t work;
+	struct search_node *root;
+	char *folder;
+	uint32_t *uids;          /* the view's UIDs: uids[seq - 1] */
+	size_t count;
+	uint32_t *recent;        /* the session's \Recent UIDs, ascending */
+	size_t recent_len;
+	bool uid;                /* UID SEARCH: answer with UIDs */
+	bool modseq;             /* a MODSEQ key: the reply carries the highest */
+	bool esearch;            /* RETURN (...) given: answer with ESEARCH */
+	unsigned ret_opts;       /* RET_* */
+	/* On the thread pool: whose store the worker opens, and whom it answers. */
+	char *datadir;
+	char *user;
+	net_server *srv;
+	conn *c;                 /* held with conn_ref until the answer */
+	uint64_t conn_id;
+	uint64_t queued_ns;
+	/* The answer. */
+	int ret;                 /* 0 or a STORE_ERR_* */
+	uint32_t *found;         /* sequence numbers or UIDs, ascending */
+	size_t nfound;
+	uint64_t max_modseq;
+};
+
 /* What one message offers to the evaluator; the text parts are loaded lazily. */
 struct search_msg {
-	struct imap_session *s;
+	const struct search_job *job;
+	store *st;               /* the handle of the thread evaluating */
 	uint32_t uid;
 	const struct store_msg *m;  /* NULL when no key needs the row */
 	const struct store_msg_headers *h;
@@ -361,7 +410,7 @@ static void search_need_header(struct search_msg *sm)
 	if (sm->header_loaded)
 		return;
 	sm->header_loaded = true;
-	(void)store_msg_load_header(sm->s->ms->st, sm->s->view->folder, sm->uid, &sm->header,
+	(void)store_msg_load_header(sm->st, sm->job->folder, sm->uid, &sm->header,
 				    &sm->header_len);
 }
 
@@ -371,8 +420,7 @@ static void search_need_body(struct search_msg *sm)
 	if (sm->body_loaded)
 		return;
 	sm->body_loaded = true;
-	(void)store_msg_load(sm->s->ms->st, sm->s->view->folder, sm->uid, &sm->body,
-			     &sm->body_len);
+	(void)store_msg_load(sm->st, sm->job->folder, sm->uid, &sm->body, &sm->body_len);
 }
 
 /* HEADER field string: any field of that name whose decoded value contains s. */
@@ -467,6 +515,20 @@ static uint64_t search_day(int64_t t, int tz_minutes)
 	return local < 0 ? 0 : (uint64_t)(local / 86400);
 }
 
+/* Whether a UID is \Recent for the session that asked. */
+static bool search_is_recent(const struct search_job *job, uint32_t uid)
+{
+	size_t lo = 0, hi = job->recent_len;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (job->recent[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < job->recent_len && job->recent[lo] == uid;
+}
+
 /* Evaluates a node for one message. */
 static bool search_eval(const struct search_node *n, struct search_msg *sm)
 {
@@ -494,11 +556,11 @@ static bool search_eval(const struct search_node *n, struct search_msg *sm)
 	case SK_UNKEYWORD:
 		return !search_has_keyword(m->keywords, n->str);
 	case SK_RECENT:
-		return imap_view_is_recent(sm->s->view, sm->uid);
+		return search_is_recent(sm->job, sm->uid);
 	case SK_NEW:
-		return imap_view_is_recent(sm->s->view, sm->uid) && !(m->flags & STORE_FLAG_SEEN);
+		return search_is_recent(sm->job, sm->uid) && !(m->flags & STORE_FLAG_SEEN);
 	case SK_OLD:
-		return !imap_view_is_recent(sm->s->view, sm->uid);
+		return !search_is_recent(sm->job, sm->uid);
 	case SK_LARGER:
 		return m->size > n->num;
 	case SK_SMALLER:
@@ -582,7 +644,7 @@ enum { NEED_MSG = 1, NEED_HEADERS = 2 };
  * query each; returns what else the tree needs (NEED_* bits). A key the
  * query cannot answer (a needle over its limit) falls back to the headers
  * read per message. */
-static unsigned search_prepare(struct search_node *n, struct imap_session *s)
+static unsigned search_prepare(struct search_node *n, store *st, const char *folder)
 {
 	static const enum store_search_field fields[] = {
 		[SK_FROM] = STORE_SEARCH_FROM, [SK_TO] = STORE_SEARCH_TO, [SK_CC] = STORE_SEARCH_CC,
@@ -590,14 +652,14 @@ static unsigned search_prepare(struct search_node *n, struct imap_session *s)
 	};
 	unsigned need = 0;
 	for (size_t i = 0; i < n->kid_count; i++)
-		need |= search_prepare(n->kids[i], s);
+		need |= search_prepare(n->kids[i], st, folder);
 	switch (n->op) {
 	case SK_FROM:
 	case SK_TO:
 	case SK_CC:
 	case SK_BCC:
 	case SK_SUBJECT:
-		if (store_search_header(s->ms->st, s->view->folder, fields[n->op], n->str, &n->hits,
+		if (store_search_header(st, folder, fields[n->op], n->str, &n->hits,
 					&n->hit_count) == 0)
 			n->hits_ready = true;
 		else
@@ -627,12 +689,200 @@ static unsigned search_prepare(struct search_node *n, struct imap_session *s)
 	return need;
 }
 
-/* Reads ESEARCH's RETURN (...) options into bits. */
-enum { RET_MIN = 1, RET_MAX = 2, RET_ALL = 4, RET_COUNT = 8 };
+/* Whether the tree reads messages themselves (HEADER, BODY, TEXT): a scan
+ * that may take seconds on a large folder, so it runs on the thread pool. */
+static bool search_reads_messages(const struct search_node *n)
+{
+	if (n->op == SK_HEADER || n->op == SK_BODY || n->op == SK_TEXT)
+		return true;
+	for (size_t i = 0; i < n->kid_count; i++) {
+		if (search_reads_messages(n->kids[i]))
+			return true;
+	}
+	return false;
+}
+
+/* Evaluates the job's criteria on every message of its view with the store
+ * handles of the calling thread; fills ret, found, nfound and max_modseq. */
+static void search_run(struct search_job *job, store *st, store_query *query)
+{
+	unsigned need = search_prepare(job->root, st, job->folder) | (job->modseq ? NEED_MSG : 0);
+	struct store_msg *msgs = NULL;
+	size_t msg_count = 0;
+	struct store_msg_headers *hdrs = NULL;
+	size_t hdr_count = 0;
+	job->ret = 0;
+	if ((need & NEED_MSG) && job->count > 0)
+		job->ret = store_query_msgs(query, job->folder, job->uids[0],
+					    job->uids[job->count - 1], &msgs, &msg_count);
+	if (job->ret == 0 && (need & NEED_HEADERS) &&
+	    store_msg_headers_list(st, job->folder, &hdrs, &hdr_count) < 0)
+		hdr_count = 0;
+	if (job->ret < 0)
+		return;
+	job->found = xmalloc((job->count + 1) * sizeof(*job->found));
+	size_t mi = 0, hi = 0;
+	for (size_t i = 0; i < job->count; i++) {
+		uint32_t uid = job->uids[i];
+		const struct store_msg *m = NULL;
+		if (need & NEED_MSG) {
+			while (mi < msg_count && msgs[mi].uid < uid)
+				mi++;
+			if (mi == msg_count || msgs[mi].uid != uid)
+				continue; /* expunged by another session, not yet reported */
+			m = &msgs[mi];
+		}
+		while (hi < hdr_count && hdrs[hi].uid < uid)
+			hi++;
+		struct search_msg sm = {
+			.job = job,
+			.st = st,
+			.uid = uid,
+			.m = m,
+			.h = hi < hdr_count && hdrs[hi].uid == uid ? &hdrs[hi] : NULL,
+			.seq = (uint32_t)(i + 1),
+			.star_seq = (uint32_t)job->count,
+			.star_uid = job->count > 0 ? job->uids[job->count - 1] : 0,
+		};
+		bool match = search_eval(job->root, &sm);
+		free(sm.header);
+		free(sm.body);
+		if (!match)
+			continue;
+		job->found[job->nfound++] = job->uid ? uid : (uint32_t)(i + 1);
+		if (m != NULL && m->modseq > job->max_modseq)
+			job->max_modseq = m->modseq;
+	}
+	store_msg_list_free(msgs, msg_count);
+	store_msg_headers_list_free(hdrs, hdr_count);
+}
+
+/* Frees a job and everything it copied. */
+static void search_job_free(struct search_job **jobp)
+{
+	struct search_job *job = *jobp;
+	if (job == NULL)
+		return;
+	*jobp = NULL;
+	search_node_free(job->root);
+	free(job->folder);
+	free(job->uids);
+	free(job->recent);
+	free(job->datadir);
+	free(job->user);
+	free(job->found);
+	free(job);
+}
+
+/* Sends the SEARCH or ESEARCH response and the tagged reply of a finished job. */
+static void search_reply(struct imap_session *s, struct imap_cmd *cmd, const struct search_job *job)
+{
+	if (job->ret < 0) {
+		imap_cmd_store_error(s, cmd, job->ret, "Cannot search");
+		return;
+	}
+	const uint32_t *found = job->found;
+	size_t nfound = job->nfound;
+	buf_t b = BUF_INIT;
+	if (job->esearch) {
+		buf_printf(&b, "* ESEARCH (TAG \"%s\")%s", cmd->tag, cmd->uid ? " UID" : "");
+		if (nfound > 0 && (job->ret_opts & RET_MIN))
+			buf_printf(&b, " MIN %u", found[0]);
+		if (nfound > 0 && (job->ret_opts & RET_MAX))
+			buf_printf(&b, " MAX %u", found[nfound - 1]);
+		if (job->ret_opts & RET_COUNT)
+			buf_printf(&b, " COUNT %zu", nfound);
+		if (nfound > 0 && (job->ret_opts & RET_ALL)) {
+			buf_append_str(&b, " ALL ");
+			imap_seqset_format(&b, found, nfound);
+		}
+		if (job->modseq && nfound > 0)
+			buf_printf(&b, " MODSEQ %llu", (unsigned long long)job->max_modseq);
+	} else {
+		buf_append_str(&b, "* SEARCH");
+		for (size_t i = 0; i < nfound; i++)
+			buf_printf(&b, " %u", found[i]);
+		if (job->modseq && nfound > 0)
+			buf_printf(&b, " (MODSEQ %llu)", (unsigned long long)job->max_modseq);
+	}
+	buf_append_str(&b, "\r\n");
+	conn_write(s->c, b.data, b.len);
+	buf_free(&b);
+	imap_cmd_finish(s, cmd, "OK", "%sSEARCH completed", cmd->uid ? "UID " : "");
+}
+
+/* On the thread pool: opens the user's store on this thread (an SQLite
+ * connection is never shared between threads) and scans. */
+static void search_work(uv_work_t *work)
+{
+	struct search_job *job = work->data;
+	store *st = NULL;
+	store_query *query = NULL;
+	char *err = NULL;
+	job->ret = STORE_ERR_TEMP;
+	if (store_open(job->datadir, job->user, &st, &err) < 0 ||
+	    store_query_open(st, &query, &err) < 0) {
+		log_warn(job->conn_id, "imap: SEARCH cannot open the store of %s: %s", job->user,
+			 err != NULL ? err : "unknown error");
+		free(err);
+		store_close(&st);
+		return;
+	}
+	search_run(job, st, query);
+	store_query_close(&query);
+	store_close(&st);
+}
+
+/* Back on the loop: answers the session if it is still there. */
+static void search_work_done(uv_work_t *work, int status)
+{
+	struct search_job *job = work->data;
+	if (status < 0)
+		job->ret = STORE_ERR_TEMP;
+	conn *c = net_server_find(job->srv, job->conn_id);
+	struct imap_session *s = c != NULL ? conn_data(c) : NULL;
+	log_debug(job->conn_id, "imap: SEARCH of %zu messages on the thread pool: %zu found in %llu ms%s",
+		  job->count, job->nfound,
+		  (unsigned long long)((uv_hrtime() - job->queued_ns) / 1000000),
+		  s == NULL ? ", client gone" : "");
+	if (s != NULL && s->cmd_active && s->input == IMAP_INPUT_BUSY)
+		search_reply(s, &s->cmd, job);
+	conn_unref(job->c);
+	search_job_free(&job);
+}
+
+/* Copies what the evaluation needs from the session into a new job. */
+static struct search_job *search_job_new(struct imap_session *s, struct imap_cmd *cmd,
+					 struct search_node *root)
+{
+	struct imap_view *v = s->view;
+	struct search_job *job = xcalloc(1, sizeof(*job));
+	job->work.data = job;
+	job->root = root;
+	job->folder = xstrdup(v->folder);
+	job->count = v->count;
+	job->uids = xmalloc((v->count + 1) * sizeof(*job->uids));
+	for (size_t i = 0; i < v->count; i++)
+		job->uids[i] = imap_view_uid(v, i);
+	job->recent_len = v->recent_len;
+	job->recent = xmalloc((v->recent_len + 1) * sizeof(*job->recent));
+	if (v->recent_len > 0)
+		memcpy(job->recent, v->recent_uids, v->recent_len * sizeof(*job->recent));
+	job->uid = cmd->uid;
+	job->modseq = search_uses_modseq(root);
+	return job;
+}
+
+/* Runs a job now on the loop's own store handles and answers. */
+static void search_run_here(struct imap_session *s, struct imap_cmd *cmd, struct search_job *job)
+{
+	search_run(job, s->ms->st, s->ms->query);
+	search_reply(s, cmd, job);
+	search_job_free(&job);
+}
 
 void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 {
-	struct imap_view *v = s->view;
 	size_t first = 0;
 	unsigned ret_opts = 0;
 	bool esearch = false;
@@ -677,86 +927,23 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 		imap_cmd_finish(s, cmd, "BAD", "%s", p.error != NULL ? p.error : "Invalid criteria");
 		return;
 	}
-	bool modseq = search_uses_modseq(root);
-	unsigned need = search_prepare(root, s) | (modseq ? NEED_MSG : 0);
-	struct store_msg *msgs = NULL;
-	size_t msg_count = 0;
-	struct store_msg_headers *hdrs = NULL;
-	size_t hdr_count = 0;
-	int ret = 0;
-	if ((need & NEED_MSG) && v->count > 0)
-		ret = store_query_msgs(s->ms->query, v->folder, imap_view_uid(v, 0),
-				       imap_view_last_uid(v), &msgs, &msg_count);
-	if (ret == 0 && (need & NEED_HEADERS) &&
-	    store_msg_headers_list(s->ms->st, v->folder, &hdrs, &hdr_count) < 0)
-		hdr_count = 0;
-	if (ret < 0) {
-		search_node_free(root);
-		imap_cmd_store_error(s, cmd, ret, "Cannot search");
+	struct search_job *job = search_job_new(s, cmd, root);
+	job->esearch = esearch;
+	job->ret_opts = ret_opts;
+	if (!search_reads_messages(root) || job->count == 0) {
+		search_run_here(s, cmd, job);
 		return;
 	}
-	uint32_t *found = xmalloc((v->count + 1) * sizeof(*found));
-	size_t nfound = 0;
-	uint64_t max_modseq = 0;
-	size_t mi = 0, hi = 0;
-	for (size_t i = 0; i < v->count; i++) {
-		uint32_t uid = imap_view_uid(v, i);
-		const struct store_msg *m = NULL;
-		if (need & NEED_MSG) {
-			while (mi < msg_count && msgs[mi].uid < uid)
-				mi++;
-			if (mi == msg_count || msgs[mi].uid != uid)
-				continue; /* expunged by another session, not yet reported */
-			m = &msgs[mi];
-		}
-		while (hi < hdr_count && hdrs[hi].uid < uid)
-			hi++;
-		struct search_msg sm = {
-			.s = s,
-			.uid = uid,
-			.m = m,
-			.h = hi < hdr_count && hdrs[hi].uid == uid ? &hdrs[hi] : NULL,
-			.seq = (uint32_t)(i + 1),
-			.star_seq = (uint32_t)v->count,
-			.star_uid = imap_view_last_uid(v),
-		};
-		bool match = search_eval(root, &sm);
-		free(sm.header);
-		free(sm.body);
-		if (!match)
-			continue;
-		found[nfound++] = cmd->uid ? uid : (uint32_t)(i + 1);
-		if (m != NULL && m->modseq > max_modseq)
-			max_modseq = m->modseq;
+	/* The input stays paused (the command is active) until search_work_done. */
+	job->datadir = xstrdup(s->server->d->datadir);
+	job->user = xstrdup(s->ms->user);
+	job->srv = s->server->srv;
+	job->c = s->c;
+	job->conn_id = s->id;
+	job->queued_ns = uv_hrtime();
+	conn_ref(s->c);
+	if (uv_queue_work(conn_loop(s->c), &job->work, search_work, search_work_done) != 0) {
+		conn_unref(s->c);
+		search_run_here(s, cmd, job);
 	}
-	buf_t b = BUF_INIT;
-	if (esearch) {
-		buf_printf(&b, "* ESEARCH (TAG \"%s\")%s", cmd->tag, cmd->uid ? " UID" : "");
-		if (nfound > 0 && (ret_opts & RET_MIN))
-			buf_printf(&b, " MIN %u", found[0]);
-		if (nfound > 0 && (ret_opts & RET_MAX))
-			buf_printf(&b, " MAX %u", found[nfound - 1]);
-		if (ret_opts & RET_COUNT)
-			buf_printf(&b, " COUNT %zu", nfound);
-		if (nfound > 0 && (ret_opts & RET_ALL)) {
-			buf_append_str(&b, " ALL ");
-			imap_seqset_format(&b, found, nfound);
-		}
-		if (modseq && nfound > 0)
-			buf_printf(&b, " MODSEQ %llu", (unsigned long long)max_modseq);
-	} else {
-		buf_append_str(&b, "* SEARCH");
-		for (size_t i = 0; i < nfound; i++)
-			buf_printf(&b, " %u", found[i]);
-		if (modseq && nfound > 0)
-			buf_printf(&b, " (MODSEQ %llu)", (unsigned long long)max_modseq);
-	}
-	buf_append_str(&b, "\r\n");
-	conn_write(s->c, b.data, b.len);
-	buf_free(&b);
-	free(found);
-	store_msg_list_free(msgs, msg_count);
-	store_msg_headers_list_free(hdrs, hdr_count);
-	search_node_free(root);
-	imap_cmd_finish(s, cmd, "OK", "%sSEARCH completed", cmd->uid ? "UID " : "");
 }
