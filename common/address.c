@@ -290,6 +290,26 @@ static void mail_address_clear(struct mail_address *a)
 	memset(a, 0, sizeof(*a));
 }
 
+/* Closes a group (at its ';' or at the end of the text): marks its last
+ * member, or adds a marker item for an empty group, which takes the name
+ * over; *group_name is freed and set NULL either way. */
+static void group_close(struct address_list *list, size_t *cap, size_t group_first,
+			char **group_name)
+{
+	if (list->count == group_first) {
+		struct mail_address *a = list_add(list, cap);
+		if (a != NULL) {
+			a->group = *group_name;
+			a->group_start = true;
+			*group_name = NULL;
+		}
+	}
+	if (list->count > group_first)
+		list->items[list->count - 1].group_end = true;
+	free(*group_name);
+	*group_name = NULL;
+}
+
 /* Parses an address list; see address.h. */
 int address_list_parse(const char *text, size_t len, struct address_list *list_r)
 {
@@ -315,19 +335,7 @@ int address_list_parse(const char *text, size_t len, struct address_list *list_r
 			i++;
 			if (!in_group)
 				continue;
-			/* The group closes: mark its last member, or add a marker for an empty group. */
-			if (list_r->count == group_first) {
-				struct mail_address *a = list_add(list_r, &cap);
-				if (a != NULL) {
-					a->group = group_name;
-					a->group_start = true;
-					group_name = NULL;
-				}
-			}
-			if (list_r->count > group_first)
-				list_r->items[list_r->count - 1].group_end = true;
-			free(group_name);
-			group_name = NULL;
+			group_close(list_r, &cap, group_first, &group_name);
 			in_group = false;
 			continue;
 		}
@@ -382,19 +390,8 @@ int address_list_parse(const char *text, size_t len, struct address_list *list_r
 		}
 		i = end;
 	}
-	if (in_group) {
-		/* A group without its ';': close it at the end. */
-		if (list_r->count == group_first) {
-			struct mail_address *a = list_add(list_r, &cap);
-			if (a != NULL) {
-				a->group = group_name;
-				a->group_start = true;
-				group_name = NULL;
-			}
-		}
-		if (list_r->count > group_first)
-			list_r->items[list_r->count - 1].group_end = true;
-	}
+	if (in_group) /* a group without its ';': close it at the end */
+		group_close(list_r, &cap, group_first, &group_name);
 	free(group_name);
 	free(tl.items);
 	if (list_r->count == 0 && any_content)

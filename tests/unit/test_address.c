@@ -41,6 +41,10 @@ static const struct {
 	  {"", "joe", "where.test", "", 0, 0},
 	  {"John", "jdoe", "one.test", "", 0, 1}}},
 	{"Undisclosed recipients:;", 0, 1, {{"", "", "", "Undisclosed recipients", 1, 1}}},
+	/* A group whose ';' never comes is closed at the end, empty or not. */
+	{"Team: a@x.test, b@y.test", 0, 2,
+	 {{"", "a", "x.test", "Team", 1, 0}, {"", "b", "y.test", "", 0, 1}}},
+	{"Nobody:", 0, 1, {{"", "", "", "Nobody", 1, 1}}},
 	/* A.5 */
 	{"Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>", 0, 1,
 	 {{"Pete", "pete", "silly.test", "", 0, 0}}},
