@@ -197,8 +197,9 @@ char *compose_message_id(const char *domain)
 	return id;
 }
 
-/* True when the text can go as 7bit: ASCII, no NUL or bare CR, short lines. */
-static bool text_is_7bit(const char *s, size_t len)
+/* True when the text can go unencoded (RFC 2045 2.7, 2.8): no NUL, no bare
+ * CR, no line over COMPOSE_MAX_LINE, and, unless eight_bit, ASCII only. */
+static bool text_fits(const char *s, size_t len, bool eight_bit)
 {
 	size_t column = 0;
 	for (size_t i = 0; i < len; i++) {
@@ -209,7 +210,7 @@ static bool text_is_7bit(const char *s, size_t len)
 		}
 		if (c == '\r' && i + 1 < len && s[i + 1] == '\n')
 			continue;
-		if (c >= 0x80 || c == 0 || c == '\r')
+		if (c == 0 || c == '\r' || (c >= 0x80 && !eight_bit))
 			return false;
 		if (++column > COMPOSE_MAX_LINE)
 			return false;
@@ -217,22 +218,16 @@ static bool text_is_7bit(const char *s, size_t len)
 	return true;
 }
 
-/* True when the text is 8bit-safe: no NUL, no bare CR, lines under the limit. */
+/* True when the text can go as 7bit. */
+static bool text_is_7bit(const char *s, size_t len)
+{
+	return text_fits(s, len, false);
+}
+
+/* True when the text is 8bit-safe. */
 static bool text_is_8bit(const char *s, size_t len)
 {
-	size_t column = 0;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '\n') {
-			column = 0;
-			continue;
-		}
-		if (c == '\r' && i + 1 < len && s[i + 1] == '\n')
-			continue;
-		if (c == 0 || c == '\r' || ++column > COMPOSE_MAX_LINE)
-			return false;
-	}
-	return true;
+	return text_fits(s, len, true);
 }
 
 /* Appends text with every line end turned into CRLF; ends with CRLF. */
