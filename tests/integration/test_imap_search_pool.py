@@ -1,0 +1,102 @@
+"""imapd's full-text SEARCH runs on the thread pool: while one session scans
+a few thousand messages for a word none of them holds, another session's
+NOOP is answered at once, and the search still gives its exact answer."""
+import os
+import select
+import time
+
+import pytest
+
+from test_imap import ALICE, Raw
+
+MESSAGES = 2000
+BATCH = 1000  # imapd's limit of messages in one MULTIAPPEND
+
+
+def message(n):
+    # A quoted-printable body in latin-1: the search decodes it for every
+    # message, the slow path of BODY/TEXT.
+    line = "Caf=E9 cr=E8me br=FBl=E9e and some ordinary words for the scan " * 2 + "\r\n"
+    return (f"From: Bob <bob@example.test>\r\nTo: {ALICE}\r\n"
+            f"Subject: filler {n}\r\nDate: Tue, 1 Jul 2003 10:52:37 +0200\r\n"
+            f"Message-ID: <f{n}@example.test>\r\nMIME-Version: 1.0\r\n"
+            f"Content-Type: text/plain; charset=iso-8859-1\r\n"
+            f"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+            + line * 80).encode()
+
+
+@pytest.fixture
+def imap_stack(stack_factory):
+    extra = "[server]\nrun_as = root\n" if os.geteuid() == 0 else None
+    s = stack_factory(config_extra=extra)
+    s.start("imapd")
+    return s
+
+
+def login(stack):
+    r = Raw(stack, tls=True)
+    lines, tagged = r.cmd(f'LOGIN {ALICE} "{stack.passwords[ALICE]}"')
+    assert tagged.endswith("] Logged in"), tagged
+    return r
+
+
+def fill(r):
+    """MESSAGES messages in INBOX, BATCH at a time with MULTIAPPEND and LITERAL+."""
+    for start in range(1, MESSAGES + 1, BATCH):
+        parts = []
+        for n in range(start, min(start + BATCH, MESSAGES + 1)):
+            data = message(n)
+            parts.append(b" {%d+}\r\n" % len(data) + data)
+        r.send(b"a APPEND INBOX" + b"".join(parts) + b"\r\n")
+        line = r.line(timeout=120)
+        assert line.startswith("a OK [APPENDUID ") and line.endswith("] APPEND completed"), line
+
+
+def pending(r):
+    """Whether the server has sent r anything not yet read."""
+    return bool(r.buf) or bool(select.select([r.sock], [], [], 0)[0])
+
+
+def test_noop_is_answered_while_a_full_text_search_runs(imap_stack):
+    a = login(imap_stack)
+    b = login(imap_stack)
+    fill(a)
+    assert a.cmd("SELECT INBOX")[1] == "t OK [READ-WRITE] SELECT completed"
+    assert b.cmd("SELECT INBOX")[1] == "t OK [READ-WRITE] SELECT completed"
+
+    # The search alone, for its duration.
+    started = time.monotonic()
+    assert a.cmd("SEARCH TEXT nowhere-to-be-found", tag="s") == (
+        ["* SEARCH"], "s OK SEARCH completed")
+    alone = time.monotonic() - started
+
+    # Again, with NOOPs from the other session while it runs.
+    started = time.monotonic()
+    a.send(b"s SEARCH TEXT nowhere-to-be-found\r\n")
+    latencies = []
+    answered_while_searching = 0
+    while not pending(a) and len(latencies) < 200 and time.monotonic() - started < 120:
+        time.sleep(0.02)
+        t0 = time.monotonic()
+        assert b.cmd("NOOP", tag="n") == ([], "n OK NOOP completed")
+        latencies.append(time.monotonic() - t0)
+        answered_while_searching += not pending(a)
+    assert a.line(timeout=120) == "* SEARCH"
+    assert a.line(timeout=10) == "s OK SEARCH completed"
+    during = time.monotonic() - started
+    print(f"SEARCH TEXT over {MESSAGES} messages: {alone * 1000:.0f} ms alone, "
+          f"{during * 1000:.0f} ms with {len(latencies)} NOOPs from another session "
+          f"meanwhile, slowest NOOP {max(latencies) * 1000:.1f} ms")
+    # The scan was long enough for several NOOPs to be answered before it ended.
+    assert answered_while_searching >= 3, (answered_while_searching, alone)
+    # Generous: on the loop, a NOOP would wait for the whole scan.
+    assert max(latencies) < max(0.25, alone / 4), (latencies, alone)
+    # Words that are there: in every decoded body (latin-1 "crème" found as
+    # UTF-8), and with a header key in the same search.
+    assert a.cmd("SEARCH CHARSET UTF-8 TEXT {6+}\r\ncr\u00e8me", tag="s") == (
+        ["* SEARCH " + " ".join(str(n) for n in range(1, MESSAGES + 1))],
+        "s OK SEARCH completed")
+    lines, tagged = a.cmd("UID SEARCH BODY ordinary SUBJECT \"filler 1999\"", tag="s")
+    assert (lines, tagged) == (["* SEARCH 1999"], "s OK UID SEARCH completed")
+    a.close()
+    b.close()
