@@ -1170,16 +1170,15 @@ static int store_create_defaults(store *st)
 	return store_write_end(st, ret, true);
 }
 
-int store_open(const char *datadir, const char *address, store **st_r, char **err_r)
+/* Splits a mailbox address into its parts, folded to lower case so that one
+ * user never ends up with two mailbox files; false when either part could
+ * not name a file (see store_address_part_ok). */
+static bool store_address_fold(const char *address, char **local_r, char **domain_r)
 {
 	const char *at = address != NULL ? strrchr(address, '@') : NULL;
 	if (at == NULL || !store_address_part_ok(address, (size_t)(at - address)) ||
-	    !store_address_part_ok(at + 1, strlen(at + 1))) {
-		*err_r = xasprintf("invalid mailbox address");
-		return STORE_ERR_INVALID;
-	}
-	/* Local parts and domains are folded to lower case so that one user
-	 * never ends up with two mailbox files. */
+	    !store_address_part_ok(at + 1, strlen(at + 1)))
+		return false;
 	char *local = xstrndup(address, (size_t)(at - address));
 	char *domain = xstrdup(at + 1);
 	for (char *p = local; *p != '\0'; p++)
@@ -1188,6 +1187,29 @@ int store_open(const char *datadir, const char *address, store **st_r, char **er
 	for (char *p = domain; *p != '\0'; p++)
 		if (*p >= 'A' && *p <= 'Z')
 			*p = (char)(*p - 'A' + 'a');
+	*local_r = local;
+	*domain_r = domain;
+	return true;
+}
+
+char *store_mailbox_file(const char *datadir, const char *address, const char *suffix)
+{
+	char *local, *domain;
+	if (!store_address_fold(address, &local, &domain))
+		return NULL;
+	char *path = xasprintf("%s/mail/%s/%s%s", datadir, domain, local, suffix);
+	free(local);
+	free(domain);
+	return path;
+}
+
+int store_open(const char *datadir, const char *address, store **st_r, char **err_r)
+{
+	char *local, *domain;
+	if (!store_address_fold(address, &local, &domain)) {
+		*err_r = xasprintf("invalid mailbox address");
+		return STORE_ERR_INVALID;
+	}
 	char *dir = xasprintf("%s/mail/%s", datadir, domain);
 	store *st = xcalloc(1, sizeof(*st));
 	st->address = xasprintf("%s@%s", local, domain);

@@ -90,6 +90,11 @@ struct store_msg {
  * roles) when missing. */
 int store_open(const char *datadir, const char *address, store **st_r, char **err_r);
 void store_close(store **st);
+/* The path of a file that belongs to address's mailbox:
+ * DATADIR/mail/<domain>/<local><suffix> (".sqlite", ".notify", ".vacation"),
+ * named as store_open names them (lower case); NULL when the address could not
+ * name a mailbox file. Opens nothing. Caller frees. */
+char *store_mailbox_file(const char *datadir, const char *address, const char *suffix);
 /* The path of the database and of the change-notification file. */
 const char *store_db_path(const store *st);
 const char *store_notify_path(const store *st);

@@ -285,7 +285,7 @@ static int user_del(struct users_ctx *ctx, int argc, char **argv)
 	struct user_info info;
 	if (users_lookup(ctx, argv[1], &info) < 0)
 		return 1;
-	char *mailbox = xasprintf("%s/mail/%s/%s.sqlite", ctx->datadir, info.domain, info.local);
+	char *mailbox = store_mailbox_file(ctx->datadir, info.address, ".sqlite");
 	char *err = NULL;
 	int ret = userdb_user_del(ctx->db, info.address, &err);
 	if (ret < 0) {
@@ -293,16 +293,20 @@ static int user_del(struct users_ctx *ctx, int argc, char **argv)
 			err != NULL ? err : "failed");
 		free(err);
 	} else if (purge) {
-		static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+		/* Every file store_open and the mda's vacation record make. */
+		static const char *const suffixes[] = {".sqlite",	  ".sqlite-wal", ".sqlite-shm",
+							".sqlite-journal", ".notify",     ".vacation"};
 		for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-			char *path = xasprintf("%s%s", mailbox, suffixes[i]);
+			char *path = store_mailbox_file(ctx->datadir, info.address, suffixes[i]);
+			if (path == NULL)
+				break;
 			if (unlink(path) < 0 && errno != ENOENT)
 				fprintf(stderr, "mailctl: cannot remove %s: %s\n", path,
 					strerror(errno));
 			free(path);
 		}
 		printf("deleted %s and its mailbox\n", info.address);
-	} else if (access(mailbox, F_OK) == 0) {
+	} else if (mailbox != NULL && access(mailbox, F_OK) == 0) {
 		printf("deleted %s (mailbox kept at %s)\n", info.address, mailbox);
 	} else {
 		printf("deleted %s\n", info.address);

@@ -25,6 +25,7 @@
 
 #include "buffer.h"
 #include "ctl.h"
+#include "store.h"
 
 /* Longest address accepted for a path (RFC 5321 4.5.3.1.3, a path's limit). */
 #define VIEWS_MAX_ADDRESS 256
@@ -89,11 +90,11 @@ static char *views_mailbox_path(const char *datadir, const char *address, char *
 		*err_r = xasprintf("'%s' is not an address like bob@example.test", address);
 		return NULL;
 	}
-	char *path = xasprintf("%s/mail/%s/%.*s.sqlite", datadir, at + 1, (int)(at - address),
-			       address);
-	for (char *p = path + strlen(datadir); *p != '\0'; p++)
-		if (*p >= 'A' && *p <= 'Z')
-			*p = (char)(*p - 'A' + 'a');
+	char *path = store_mailbox_file(datadir, address, ".sqlite");
+	if (path == NULL) {
+		*err_r = xasprintf("'%s' cannot name a mailbox", address);
+		return NULL;
+	}
 	if (access(path, F_OK) < 0) {
 		*err_r = xasprintf("%s has no mailbox (%s does not exist)", address, path);
 		free(path);

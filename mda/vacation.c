@@ -27,6 +27,7 @@
 #include "log.h"
 #include "mda.h"
 #include "sieve.h"
+#include "store.h"
 
 #define VACATION_MAX_RECORDS 10000
 #define VACATION_MAX_FILE (2 * 1024 * 1024)
@@ -158,11 +159,9 @@ static char *vacation_handle(const struct sieve_command *v)
  * may go now (and is recorded), 0 when one went within the period, -1 on error. */
 static int vacation_record(const struct mda_delivery *dl, const char *handle)
 {
-	const char *at = strrchr(dl->user.address, '@');
-	if (at == NULL)
+	char *path = store_mailbox_file(dl->mda->datadir, dl->user.address, ".vacation");
+	if (path == NULL)
 		return -1;
-	char *path = xasprintf("%s/mail/%s/%.*s.vacation", dl->mda->datadir, at + 1,
-			       (int)(at - dl->user.address), dl->user.address);
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	free(path);
 	if (fd < 0)

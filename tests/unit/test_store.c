@@ -192,6 +192,31 @@ static void test_open_defaults(void **state)
 }
 
 /* A user name is data, never a path. */
+/* store_mailbox_file names the files store_open makes, and refuses what
+ * store_open refuses. */
+static void test_mailbox_file(void **state)
+{
+	(void)state;
+	char *path = store_mailbox_file("/d", "Bob.Smith@Example.TEST", ".vacation");
+	assert_string_equal(path, "/d/mail/example.test/bob.smith.vacation");
+	free(path);
+	store *st = NULL;
+	char *err = NULL;
+	assert_int_equal(store_open(test_dir, "Carol@Example.Test", &st, &err), 0);
+	path = store_mailbox_file(test_dir, "carol@example.test", ".sqlite");
+	assert_string_equal(path, store_db_path(st));
+	free(path);
+	path = store_mailbox_file(test_dir, "CAROL@example.test", ".notify");
+	assert_string_equal(path, store_notify_path(st));
+	free(path);
+	store_close(&st);
+	static const char *const bad[] = {"noat", "../x@example.test", "x@..", "x@a/b",
+					  "a\\b@c.test"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_null(store_mailbox_file("/d", bad[i], ".sqlite"));
+	assert_null(store_mailbox_file("/d", NULL, ".sqlite"));
+}
+
 static void test_open_bad_addresses(void **state)
 {
 	(void)state;
@@ -1332,6 +1357,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_open_defaults, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mailbox_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_bad_addresses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_folder_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_folder_create, setup, teardown),
