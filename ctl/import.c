@@ -225,37 +225,65 @@ static void mbox_entry_done(struct import_ctx *ctx, buf_t *entry, const char *fr
 	buf_reset(entry);
 }
 
+/* Reads one line (with its LF) into line, keeping at most max bytes of it
+ * (*cut_r tells whether more were dropped), so that no line of the file can
+ * make mailctl grow without bound. false at the end of the file. */
+static bool mbox_read_line(FILE *f, buf_t *line, size_t max, bool *cut_r)
+{
+	buf_reset(line);
+	*cut_r = false;
+	bool any = false;
+	int ch;
+	while ((ch = getc_unlocked(f)) != EOF) {
+		any = true;
+		if (line->len < max)
+			buf_append_char(line, (char)ch);
+		else
+			*cut_r = true;
+		if (ch == '\n')
+			break;
+	}
+	return any;
+}
+
+/* Ends an mbox entry: imports it, or skips it when it grew past the limit. */
+static void mbox_entry_end(struct import_ctx *ctx, buf_t *entry, const char *from_line,
+			   size_t entry_line, size_t index, bool too_big)
+{
+	if (!too_big) {
+		mbox_entry_done(ctx, entry, from_line, entry_line, index);
+		return;
+	}
+	fprintf(stderr, "mailctl: %s:%zu: entry %zu skipped: larger than %u bytes\n", ctx->source,
+		entry_line, index, IMPORT_MAX_MESSAGE);
+	ctx->skipped++;
+	buf_reset(entry);
+}
+
 /* Imports an mboxrd file. */
 static void import_mbox(struct import_ctx *ctx, FILE *f)
 {
-	char *line = NULL;
-	size_t cap = 0, line_no = 0, entry_line = 0, index = 0;
-	ssize_t n;
+	buf_t line = BUF_INIT;
+	size_t line_no = 0, entry_line = 0, index = 0;
 	buf_t entry = BUF_INIT;
 	char *from_line = NULL;
-	bool garbage_reported = false, too_big = false;
-	while (!ctx->failed && (n = getline(&line, &cap, f)) > 0) {
+	bool garbage_reported = false, too_big = false, cut;
+	while (!ctx->failed && mbox_read_line(f, &line, IMPORT_MAX_MESSAGE + 1, &cut)) {
 		line_no++;
-		if (n >= 5 && memcmp(line, "From ", 5) == 0) {
-			if (from_line != NULL) {
-				if (too_big) {
-					fprintf(stderr, "mailctl: %s:%zu: entry %zu skipped: larger than %u bytes\n",
-						ctx->source, entry_line, index, IMPORT_MAX_MESSAGE);
-					ctx->skipped++;
-					buf_reset(&entry);
-				} else {
-					mbox_entry_done(ctx, &entry, from_line, entry_line, index);
-				}
-			}
+		size_t n = line.len;
+		const char *text = buf_cstr(&line);
+		if (n >= 5 && memcmp(text, "From ", 5) == 0) {
+			if (from_line != NULL)
+				mbox_entry_end(ctx, &entry, from_line, entry_line, index, too_big);
 			free(from_line);
-			from_line = xstrndup(line, (size_t)n);
+			from_line = xstrndup(text, n);
 			entry_line = line_no;
 			index++;
 			too_big = false;
 			continue;
 		}
 		if (from_line == NULL) {
-			if (!garbage_reported && !(n == 1 && line[0] == '\n')) {
+			if (!garbage_reported && !(n == 1 && text[0] == '\n')) {
 				fprintf(stderr, "mailctl: %s:%zu: text before the first From line skipped\n",
 					ctx->source, line_no);
 				ctx->skipped++;
@@ -263,8 +291,7 @@ static void import_mbox(struct import_ctx *ctx, FILE *f)
 			}
 			continue;
 		}
-		const char *text = line;
-		size_t len = (size_t)n;
+		size_t len = n;
 		size_t gt = 0;
 		while (gt < len && text[gt] == '>')
 			gt++;
@@ -272,15 +299,17 @@ static void import_mbox(struct import_ctx *ctx, FILE *f)
 			text++; /* mboxrd: one '>' less */
 			len--;
 		}
-		if (entry.len + len > IMPORT_MAX_MESSAGE)
+		/* Once too big, nothing more is kept: a later short line must not
+		 * make a message with a hole in it. */
+		if (cut || too_big || entry.len + len > IMPORT_MAX_MESSAGE)
 			too_big = true;
 		else
 			buf_append(&entry, text, len);
 	}
 	if (from_line != NULL && !ctx->failed)
-		mbox_entry_done(ctx, &entry, from_line, entry_line, index);
+		mbox_entry_end(ctx, &entry, from_line, entry_line, index, too_big);
 	free(from_line);
-	free(line);
+	buf_free(&line);
 	buf_free(&entry);
 }
 
