@@ -4,6 +4,9 @@
  *   account.c    accounts from mua.conf or from a demo data directory
  *   transcript.c the ring of protocol lines shown in the transcript pane
  *   imapc.c      the asynchronous IMAP client (one command at a time, IDLE)
+ *   pop3c.c      the asynchronous POP3 client
+ *   server_conn.c the connection life both reading clients share (connect, TLS,
+ *                reconnect with backoff, state notes, why it ended)
  *   smtpc.c      the asynchronous SMTP submission client (one message a job)
  *   msgview.c    a fetched message turned into pager text and attachments
  *   thread.c     threading by References/In-Reply-To with subject fallback

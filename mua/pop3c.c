@@ -1,7 +1,7 @@
 /* pop3c.c: the mua's asynchronous POP3 client (RFC 1939, CAPA RFC 2449,
  * STLS RFC 2595, AUTH RFC 5034) on a net.h connection.
  *
- * States (cl->state, the same names the IMAP client shows; every change goes
+ * States (cl->sc.state, the same names the IMAP client shows; every change goes
  * through pop3c_enter, which notes it in the transcript and tells the owner):
  *
  *   DISCONNECTED --pop3c_connect--> CONNECTING --implicit TLS--> TLS --> GREETING
@@ -28,6 +28,7 @@
 #include "net.h"
 #include "sasl.h"
 #include "mua.h"
+#include "server_conn.h"
 
 #define POP3C_MAX_LINE (64 * 1024)
 #define POP3C_MAX_DATA (64 * 1024 * 1024)
@@ -55,13 +56,7 @@ struct pop3c_cmd {
 };
 
 struct pop3c {
-	uv_loop_t *loop;
-	struct mua_account *account;
-	struct imapc_events ev; /* only on_state is used */
-	void *arg;
-	enum imapc_state state;
-	conn *c;
-	tls_ctx *tls;
+	struct server_conn sc; /* first: the conn's data is the client; only ev.on_state is used */
 	struct pop3c_cmd *queue_head, *queue_tail;
 	struct pop3c_cmd *running;
 	bool in_data;
@@ -70,11 +65,6 @@ struct pop3c {
 	size_t data_lines;
 	char *status;          /* the +OK line of the running multi-line reply */
 	bool cap_stls, cap_sasl_plain, cap_user, cap_top, cap_uidl;
-	bool reconnect, no_retry;
-	uint64_t backoff_ms;
-	uv_timer_t timer;
-	bool connect_pending;
-	bool freeing;
 };
 
 static void pop3c_pump(pop3c *cl);
@@ -82,13 +72,7 @@ static void pop3c_pump(pop3c *cl);
 /* Changes state, notes it and tells the owner. */
 static void pop3c_enter(pop3c *cl, enum imapc_state state, const char *msg)
 {
-	if (cl->state != state)
-		mua_transcript_note("pop3 %s -> %s%s%s", pop3c_state_names[cl->state],
-				    pop3c_state_names[state], msg != NULL ? ": " : "",
-				    msg != NULL ? msg : "");
-	cl->state = state;
-	if (cl->ev.on_state != NULL && !cl->freeing)
-		cl->ev.on_state(cl->arg, state, msg);
+	server_conn_enter(&cl->sc, state, msg);
 }
 
 /* Frees one command. */
@@ -109,7 +93,7 @@ static void pop3c_cmd_finish(pop3c *cl, struct pop3c_cmd *cmd, bool ok, const ch
 {
 	if (cl->running == cmd)
 		cl->running = NULL;
-	if (cmd->done != NULL && !cl->freeing)
+	if (cmd->done != NULL && !cl->sc.freeing)
 		cmd->done(cmd->arg, ok, status, data, len);
 	pop3c_cmd_free(&cmd);
 }
@@ -142,10 +126,8 @@ static struct pop3c_cmd *pop3c_cmd_new(enum pop3c_cmd_kind kind, const char *tex
 static void pop3c_send(pop3c *cl, struct pop3c_cmd *cmd)
 {
 	cl->running = cmd;
-	mua_transcript_add("pop3", 'C', cmd->text, strlen(cmd->text), false);
-	conn_write_str(cl->c, cmd->text);
-	conn_write_str(cl->c, "\r\n");
-	conn_set_command_timeout(cl->c, POP3C_REPLY_TIMEOUT_MS);
+	server_conn_write_line(&cl->sc, cmd->text, false);
+	conn_set_command_timeout(cl->sc.c, POP3C_REPLY_TIMEOUT_MS);
 }
 
 /* Runs a session-setup command, outside the user queue. */
@@ -161,7 +143,7 @@ static void pop3c_send_internal(pop3c *cl, enum pop3c_cmd_kind kind, const char 
 static void pop3c_authenticate(pop3c *cl)
 {
 	pop3c_enter(cl, IMAPC_AUTH, NULL);
-	struct mua_account *a = cl->account;
+	struct mua_account *a = cl->sc.account;
 	if (cl->cap_sasl_plain || !cl->cap_user) {
 		sasl_client *sasl = sasl_client_new("PLAIN", a->login,
 						    a->password != NULL ? a->password : "");
@@ -183,12 +165,9 @@ static void pop3c_authenticate(pop3c *cl)
 /* After CAPA (first time or after STLS): TLS first when asked, then log in. */
 static void pop3c_after_capa(pop3c *cl)
 {
-	if (cl->account->read_tls == MUA_TLS_STARTTLS && !conn_is_tls(cl->c)) {
+	if (cl->sc.account->read_tls == MUA_TLS_STARTTLS && !conn_is_tls(cl->sc.c)) {
 		if (!cl->cap_stls) {
-			cl->no_retry = true;
-			pop3c_enter(cl, IMAPC_DISCONNECTED,
-				    "the POP3 server does not offer STLS (password not sent)");
-			conn_abort(cl->c);
+			server_conn_fail(&cl->sc, "the POP3 server does not offer STLS (password not sent)");
 			return;
 		}
 		pop3c_enter(cl, IMAPC_STARTTLS, NULL);
@@ -239,7 +218,7 @@ static const char *pop3c_reply_text(const char *line)
 static void pop3c_reply(pop3c *cl, bool ok, const char *status, const char *data, size_t len)
 {
 	struct pop3c_cmd *cmd = cl->running;
-	conn_set_command_timeout(cl->c, 0);
+	conn_set_command_timeout(cl->sc.c, 0);
 	switch (cmd->kind) {
 	case P3_CAPA:
 		pop3c_parse_capa(cl, ok && data != NULL ? data : "");
@@ -249,15 +228,10 @@ static void pop3c_reply(pop3c *cl, bool ok, const char *status, const char *data
 	case P3_STLS:
 		pop3c_cmd_finish(cl, cmd, ok, status, NULL, 0);
 		if (!ok) {
-			cl->no_retry = true;
-			pop3c_enter(cl, IMAPC_DISCONNECTED, "the POP3 server refused STLS");
-			conn_abort(cl->c);
+			server_conn_fail(&cl->sc, "the POP3 server refused STLS");
 			return;
 		}
-		if (conn_start_tls_client(cl->c, cl->tls, cl->account->read_host) < 0) {
-			pop3c_enter(cl, IMAPC_DISCONNECTED, "cannot start TLS");
-			conn_abort(cl->c);
-		}
+		server_conn_start_tls(&cl->sc);
 		return;
 	case P3_USERNAME:
 	case P3_AUTH:
@@ -265,7 +239,7 @@ static void pop3c_reply(pop3c *cl, bool ok, const char *status, const char *data
 		bool was_user = cmd->kind == P3_USERNAME;
 		pop3c_cmd_finish(cl, cmd, ok, status, NULL, 0);
 		if (ok && was_user) {
-			const char *pw = cl->account->password != NULL ? cl->account->password : "";
+			const char *pw = cl->sc.account->password != NULL ? cl->sc.account->password : "";
 			char *text = xasprintf("PASS %s", pw);
 			pop3c_send_internal(cl, P3_PASS, text, false);
 			explicit_bzero(text, strlen(text));
@@ -274,19 +248,17 @@ static void pop3c_reply(pop3c *cl, bool ok, const char *status, const char *data
 		}
 		if (!ok) {
 			char *msg = xasprintf("POP3 login refused: %s", pop3c_reply_text(status));
-			cl->no_retry = true;
-			pop3c_enter(cl, IMAPC_DISCONNECTED, msg);
+			server_conn_fail(&cl->sc, msg);
 			free(msg);
-			conn_abort(cl->c);
 			return;
 		}
-		cl->backoff_ms = 0;
+		cl->sc.backoff_ms = 0;
 		pop3c_enter(cl, IMAPC_READY, NULL);
 		break;
 	}
 	case P3_QUIT:
 		pop3c_cmd_finish(cl, cmd, ok, status, NULL, 0);
-		conn_close(cl->c);
+		conn_close(cl->sc.c);
 		return;
 	case P3_USER:
 		pop3c_cmd_finish(cl, cmd, ok, status, data, len);
@@ -342,7 +314,7 @@ static void pop3c_on_line(conn *c, char *line, size_t len, bool crlf)
 	mua_transcript_add("pop3", 'S', line, len, false);
 	bool ok = strncmp(line, "+OK", 3) == 0 && (line[3] == ' ' || line[3] == '\0');
 	bool err = strncmp(line, "-ERR", 4) == 0 && (line[4] == ' ' || line[4] == '\0');
-	if (cl->state == IMAPC_GREETING && cl->running == NULL) {
+	if (cl->sc.state == IMAPC_GREETING && cl->running == NULL) {
 		if (!ok) {
 			char *msg = xasprintf("the POP3 server refused the connection: %s",
 					      pop3c_reply_text(line));
@@ -371,28 +343,15 @@ static void pop3c_on_line(conn *c, char *line, size_t len, bool crlf)
 	pop3c_reply(cl, ok, line, NULL, 0);
 }
 
-static void pop3c_on_line_too_long(conn *c)
-{
-	pop3c *cl = conn_data(c);
-	if (cl == NULL)
-		return;
-	mua_transcript_note("over-long line from the POP3 server");
-	conn_abort(c);
-}
-
 /* The handshake finished: wait for the greeting (implicit) or ask CAPA again. */
 static void pop3c_on_tls_ready(conn *c)
 {
 	pop3c *cl = conn_data(c);
 	if (cl == NULL)
 		return;
-	if (!conn_tls_peer_verified(c) && cl->account->tls_verify) {
-		pop3c_enter(cl, IMAPC_DISCONNECTED, "certificate not verified");
-		conn_abort(c);
+	if (!server_conn_tls_ready(&cl->sc, c))
 		return;
-	}
-	mua_transcript_note("TLS %s %s", conn_tls_version(c), conn_tls_cipher(c));
-	if (cl->state == IMAPC_TLS) {
+	if (cl->sc.state == IMAPC_TLS) {
 		pop3c_enter(cl, IMAPC_GREETING, NULL);
 		conn_set_command_timeout(c, POP3C_REPLY_TIMEOUT_MS);
 		return;
@@ -407,21 +366,7 @@ static void pop3c_on_timeout(conn *c)
 	pop3c *cl = conn_data(c);
 	if (cl == NULL)
 		return;
-	pop3c_enter(cl, IMAPC_DISCONNECTED, "the POP3 server does not answer");
-	conn_abort(c);
-}
-
-static void pop3c_timer_cb(uv_timer_t *t);
-
-/* Starts the reconnect timer with backoff. */
-static void pop3c_schedule_reconnect(pop3c *cl)
-{
-	if (!cl->reconnect || cl->no_retry || cl->freeing)
-		return;
-	cl->backoff_ms = cl->backoff_ms == 0 ? POP3C_RECONNECT_MIN_MS : cl->backoff_ms * 2;
-	if (cl->backoff_ms > POP3C_RECONNECT_MAX_MS)
-		cl->backoff_ms = POP3C_RECONNECT_MAX_MS;
-	uv_timer_start(&cl->timer, pop3c_timer_cb, cl->backoff_ms, 0);
+	server_conn_timed_out(&cl->sc, c);
 }
 
 /* The connection is gone: tell why, drop commands, maybe reconnect. */
@@ -430,121 +375,40 @@ static void pop3c_on_close(conn *c)
 	pop3c *cl = conn_data(c);
 	if (cl == NULL)
 		return;
-	conn_set_data(c, NULL);
-	char *msg = NULL;
-	if (cl->state == IMAPC_TLS || (cl->state == IMAPC_STARTTLS && !conn_is_tls(c))) {
-		msg = mua_tls_failure_message(cl->account->read_host, cl->account->read_port, c);
-		cl->no_retry = true;
-	} else if (cl->state == IMAPC_LOGOUT) {
-		msg = xstrdup("logged out");
-	} else if (cl->state != IMAPC_DISCONNECTED) {
-		msg = xasprintf("connection to POP3 server %s:%d lost", cl->account->read_host,
-				cl->account->read_port);
-	}
-	bool was_logout = cl->state == IMAPC_LOGOUT;
-	cl->c = NULL;
+	bool was_logout = cl->sc.state == IMAPC_LOGOUT;
+	char *msg = server_conn_lost(&cl->sc, c, NULL);
 	cl->in_data = false;
 	buf_reset(&cl->data);
 	free(cl->status);
 	cl->status = NULL;
-	if (msg != NULL || cl->state != IMAPC_DISCONNECTED)
-		pop3c_enter(cl, IMAPC_DISCONNECTED, msg);
-	free(msg);
+	server_conn_enter_lost(&cl->sc, msg);
 	pop3c_drop_all(cl, "connection lost");
 	if (!was_logout)
-		pop3c_schedule_reconnect(cl);
+		server_conn_schedule_reconnect(&cl->sc);
 }
 
 static const struct conn_handlers pop3c_handlers = {
 	.on_line = pop3c_on_line,
-	.on_line_too_long = pop3c_on_line_too_long,
+	.on_line_too_long = server_conn_on_line_too_long,
 	.on_tls_ready = pop3c_on_tls_ready,
 	.on_timeout = pop3c_on_timeout,
 	.on_close = pop3c_on_close,
 };
 
-static void pop3c_timer_close_cb(uv_handle_t *h)
-{
-	pop3c *cl = h->data;
-	free(cl);
-}
-
 /* Frees what the client holds and closes its timer (the memory goes in its callback). */
-static void pop3c_release(pop3c *cl)
+static void pop3c_release(void *client)
 {
+	pop3c *cl = client;
 	pop3c_drop_all(cl, "closed");
 	buf_free(&cl->data);
 	free(cl->status);
-	tls_ctx_free(&cl->tls);
-	uv_close((uv_handle_t *)&cl->timer, pop3c_timer_close_cb);
-}
-
-/* The TCP connection is up (or failed). */
-static void pop3c_connected(conn *c, int status, const char *err, void *arg)
-{
-	pop3c *cl = arg;
-	cl->connect_pending = false;
-	if (cl->freeing) {
-		if (c != NULL) {
-			conn_set_data(c, NULL);
-			conn_abort(c);
-		}
-		pop3c_release(cl);
-		return;
-	}
-	if (status < 0) {
-		char *msg = xasprintf("cannot connect to POP3 server: %s", err != NULL ? err : "error");
-		pop3c_enter(cl, IMAPC_DISCONNECTED, msg);
-		free(msg);
-		pop3c_schedule_reconnect(cl);
-		return;
-	}
-	cl->c = c;
-	conn_set_data(c, cl);
-	if (cl->account->read_tls == MUA_TLS_IMPLICIT) {
-		pop3c_enter(cl, IMAPC_TLS, NULL);
-		if (conn_start_tls_client(c, cl->tls, cl->account->read_host) < 0) {
-			pop3c_enter(cl, IMAPC_DISCONNECTED, "cannot start TLS");
-			conn_abort(c);
-		}
-		return;
-	}
-	pop3c_enter(cl, IMAPC_GREETING, NULL);
-	conn_set_command_timeout(c, POP3C_REPLY_TIMEOUT_MS);
+	server_conn_release(&cl->sc);
 }
 
 /* Connects unless already connected or connecting. */
 void pop3c_connect(pop3c *cl)
 {
-	if (cl->state != IMAPC_DISCONNECTED || cl->connect_pending || cl->freeing)
-		return;
-	uv_timer_stop(&cl->timer);
-	cl->no_retry = false;
-	struct mua_account *a = cl->account;
-	if (a->read_tls != MUA_TLS_NONE && cl->tls == NULL) {
-		char *err = NULL;
-		cl->tls = tls_ctx_client_new(a->tls_verify, a->tls_ca_file, &err);
-		if (cl->tls == NULL) {
-			char *msg = xasprintf("TLS setup: %s", err != NULL ? err : "error");
-			cl->no_retry = true;
-			pop3c_enter(cl, IMAPC_DISCONNECTED, msg);
-			free(msg);
-			free(err);
-			return;
-		}
-	}
-	mua_transcript_note("connecting to %s:%d (%s)", a->read_host, a->read_port,
-			    a->read_tls == MUA_TLS_IMPLICIT   ? "implicit TLS"
-			    : a->read_tls == MUA_TLS_STARTTLS ? "STLS"
-							      : "no TLS");
-	pop3c_enter(cl, IMAPC_CONNECTING, NULL);
-	cl->connect_pending = true;
-	if (net_connect_tcp(cl->loop, a->read_host, a->read_port, "pop3", POP3C_MAX_LINE,
-			    &pop3c_handlers, cl, pop3c_connected, cl) < 0) {
-		cl->connect_pending = false;
-		pop3c_enter(cl, IMAPC_DISCONNECTED, "cannot connect to the POP3 server");
-		pop3c_schedule_reconnect(cl);
-	}
+	server_conn_connect(&cl->sc);
 }
 
 /* The reconnect timer. */
@@ -553,10 +417,25 @@ static void pop3c_timer_cb(uv_timer_t *t)
 	pop3c_connect(t->data);
 }
 
+static const struct server_proto pop3c_proto = {
+	.name = "pop3",
+	.label = "POP3",
+	.starttls = "STLS",
+	.state_names = pop3c_state_names,
+	.max_line = POP3C_MAX_LINE,
+	.reply_timeout_ms = POP3C_REPLY_TIMEOUT_MS,
+	.reconnect_min_ms = POP3C_RECONNECT_MIN_MS,
+	.reconnect_max_ms = POP3C_RECONNECT_MAX_MS,
+	.backoff_reset_on_connect = false,
+	.handlers = &pop3c_handlers,
+	.timer_cb = pop3c_timer_cb,
+	.release = pop3c_release,
+};
+
 /* Sends the next queued command. */
 static void pop3c_pump(pop3c *cl)
 {
-	if ((cl->state != IMAPC_READY && cl->state != IMAPC_LOGOUT) || cl->c == NULL ||
+	if ((cl->sc.state != IMAPC_READY && cl->sc.state != IMAPC_LOGOUT) || cl->sc.c == NULL ||
 	    cl->running != NULL || cl->queue_head == NULL)
 		return;
 	struct pop3c_cmd *cmd = cl->queue_head;
@@ -572,13 +451,7 @@ pop3c *pop3c_new(uv_loop_t *loop, struct mua_account *account, const struct imap
 		 void *arg)
 {
 	pop3c *cl = xcalloc(1, sizeof(*cl));
-	cl->loop = loop;
-	cl->account = account;
-	if (ev != NULL)
-		cl->ev = *ev;
-	cl->arg = arg;
-	uv_timer_init(loop, &cl->timer);
-	cl->timer.data = cl;
+	server_conn_init(&cl->sc, &pop3c_proto, loop, account, ev, arg);
 	return cl;
 }
 
@@ -589,25 +462,18 @@ void pop3c_free(pop3c **clp)
 	if (cl == NULL)
 		return;
 	*clp = NULL;
-	cl->freeing = true;
-	if (cl->c != NULL) {
-		conn_set_data(cl->c, NULL);
-		conn_abort(cl->c);
-		cl->c = NULL;
-	}
-	if (cl->connect_pending)
-		return; /* pop3c_connected releases it */
-	pop3c_release(cl);
+	if (server_conn_free_begin(&cl->sc))
+		pop3c_release(cl);
 }
 
 void pop3c_set_reconnect(pop3c *cl, bool on)
 {
-	cl->reconnect = on;
+	cl->sc.reconnect = on;
 }
 
 enum imapc_state pop3c_get_state(const pop3c *cl)
 {
-	return cl->state;
+	return cl->sc.state;
 }
 
 /* True when the server listed TOP (the index reads headers with it). */
@@ -619,7 +485,7 @@ bool pop3c_has_top(const pop3c *cl)
 /* Queues a command; multiline = the reply has a data part ending in ".". */
 void pop3c_command(pop3c *cl, const char *text, bool multiline, pop3c_done_cb *done, void *arg)
 {
-	if (cl->state != IMAPC_READY) {
+	if (cl->sc.state != IMAPC_READY) {
 		if (done != NULL)
 			done(arg, false, "-ERR not connected", NULL, 0);
 		return;
@@ -647,7 +513,7 @@ size_t pop3c_pending(const pop3c *cl)
 /* QUIT after what is queued (this commits DELE, RFC 1939 6), then close. */
 void pop3c_quit(pop3c *cl)
 {
-	if (cl->state != IMAPC_READY || cl->c == NULL)
+	if (cl->sc.state != IMAPC_READY || cl->sc.c == NULL)
 		return;
 	pop3c_enter(cl, IMAPC_LOGOUT, NULL);
 	struct pop3c_cmd *cmd = pop3c_cmd_new(P3_QUIT, "QUIT", false);
