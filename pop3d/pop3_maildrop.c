@@ -157,7 +157,7 @@ static void stream_finish(struct pop3_stream *s, bool ok)
 	pop3_stream_done_cb done = s->done;
 	void *arg = s->arg;
 	free(s);
-	if (!ok)
+	if (!ok && !conn_is_closing(c))
 		conn_abort(c);
 	done(c, ok, arg);
 	conn_unref(c);
@@ -170,8 +170,16 @@ static void stream_byte(struct pop3_stream *s, char ch)
 	if (s->part == STREAM_DONE)
 		return;
 	if (ch == '\r') {
+		/* Held back to be written with the LF that follows; a CR held
+		 * already was not followed by one, so it is data (as below). */
+		if (s->prev == '\r') {
+			buf_append_char(&s->out, '\r');
+			s->at_line_start = false;
+			if (s->part == STREAM_HEADER)
+				s->header_line_empty = false;
+		}
 		s->prev = ch;
-		return; /* written with the LF that follows, or dropped when bare */
+		return;
 	}
 	if (ch == '\n') {
 		buf_append(&s->out, "\r\n", 2);
@@ -188,8 +196,10 @@ static void stream_byte(struct pop3_stream *s, char ch)
 			s->part = STREAM_DONE;
 		return;
 	}
-	if (s->prev == '\r')
-		buf_append_char(&s->out, '\r'); /* a CR inside a line is data */
+	if (s->prev == '\r') {
+		buf_append_char(&s->out, '\r'); /* a bare CR is data */
+		s->at_line_start = false;
+	}
 	s->prev = ch;
 	if (s->at_line_start && ch == '.')
 		buf_append_char(&s->out, '.');
@@ -229,14 +239,7 @@ static void stream_continue(conn *c, void *arg);
 static void stream_pump(struct pop3_stream *s)
 {
 	if (conn_is_closing(s->c)) {
-		store_reader_close(&s->reader);
-		buf_free(&s->out);
-		pop3_stream_done_cb done = s->done;
-		void *arg = s->arg;
-		conn *c = s->c;
-		free(s);
-		done(c, false, arg);
-		conn_unref(c);
+		stream_finish(s, false);
 		return;
 	}
 	while (s->part != STREAM_DONE && s->offset < s->size) {
