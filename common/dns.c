@@ -3,7 +3,9 @@
  * A lookup is one heap job: dns_mx_work runs res_nquery with its own resolver
  * state on a worker thread and fills the result fields; dns_mx_done runs on
  * the loop, calls back and frees the job. Nothing is shared between the two
- * sides except the job, and the worker touches it only before done runs. */
+ * sides except the job, and the worker touches it only before done runs.
+ * Without MX records the domain is its own exchanger only when an A or AAAA
+ * query finds an address; with neither the lookup fails permanently. */
 #include "dns.h"
 
 #include <arpa/nameser.h>
@@ -77,6 +79,39 @@ static void dns_parse_mx(struct dns_job *job, const unsigned char *answer, int l
 	dns_mx_sort(job->hosts, job->count);
 }
 
+/* Asks whether the domain has an address record of this type: 1 yes, 0 no
+ * (the name or the record does not exist), -1 the resolver failed. */
+static int dns_has_address(res_state state, const char *domain, int type, unsigned char *answer)
+{
+	int len = res_nquery(state, domain, ns_c_in, type, answer, DNS_ANSWER_MAX);
+	if (len >= 0) {
+		ns_msg msg;
+		if (ns_initparse(answer, len, &msg) < 0)
+			return -1;
+		return ns_msg_count(msg, ns_s_an) > 0 ? 1 : 0;
+	}
+	return state->res_h_errno == HOST_NOT_FOUND || state->res_h_errno == NO_DATA ? 0 : -1;
+}
+
+/* No MX records: the domain is its own exchanger (RFC 5321 5.1) if it has an
+ * address; with neither, no mail can reach it. */
+static void dns_implicit_mx(struct dns_job *job, res_state state, unsigned char *answer)
+{
+	int v4 = dns_has_address(state, job->domain, ns_t_a, answer);
+	int v6 = v4 == 1 ? 1 : dns_has_address(state, job->domain, ns_t_aaaa, answer);
+	if (v4 == 1 || v6 == 1) {
+		job->hosts[0].host = xstrdup(job->domain);
+		job->hosts[0].preference = 0;
+		job->count = 1;
+	} else if (v4 < 0 || v6 < 0) {
+		job->status = DNS_TEMPFAIL;
+		job->err = xasprintf("%s: DNS lookup failed, will retry", job->domain);
+	} else {
+		job->status = DNS_PERMFAIL;
+		job->err = xasprintf("%s: no MX and no address records", job->domain);
+	}
+}
+
 /* Worker thread: query and parse. */
 static void dns_mx_work(uv_work_t *work)
 {
@@ -97,10 +132,7 @@ static void dns_mx_work(uv_work_t *work)
 			job->err = xasprintf("%s: no such domain", job->domain);
 			break;
 		case NO_DATA:
-			/* No MX: the domain itself is the exchanger (its A/AAAA records). */
-			job->hosts[0].host = xstrdup(job->domain);
-			job->hosts[0].preference = 0;
-			job->count = 1;
+			dns_implicit_mx(job, &state, answer);
 			break;
 		default:
 			job->status = DNS_TEMPFAIL;
@@ -109,10 +141,8 @@ static void dns_mx_work(uv_work_t *work)
 		}
 	} else {
 		dns_parse_mx(job, answer, len);
-		if (job->status == DNS_OK && job->count == 0) {
-			job->hosts[0].host = xstrdup(job->domain);
-			job->count = 1;
-		}
+		if (job->status == DNS_OK && job->count == 0)
+			dns_implicit_mx(job, &state, answer);
 	}
 	free(answer);
 	res_nclose(&state);
