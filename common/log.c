@@ -487,6 +487,21 @@ static pthread_mutex_t log_id_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t log_id_last_ms;
 static uint64_t log_id_last_random;
 
+_Static_assert(LOG_ID_TIME_CHARS + LOG_ID_RANDOM_CHARS == LIFECYCLE_ID_LEN,
+	       "a lifecycle id is LIFECYCLE_ID_LEN characters");
+
+/* The shape check for ids from users and logs (see log.h). */
+bool lifecycle_id_valid(const char *s)
+{
+	size_t n = 0;
+	for (; s[n] != '\0'; n++) {
+		bool digit = s[n] >= '0' && s[n] <= '9', upper = s[n] >= 'A' && s[n] <= 'Z';
+		if (n == LIFECYCLE_ID_LEN || !(digit || upper))
+			return false;
+	}
+	return n == LIFECYCLE_ID_LEN;
+}
+
 char *lifecycle_id_new(void)
 {
 	struct timespec now;

@@ -76,6 +76,9 @@ char **log_event_files(const char *log_dir);
 /* A new lifecycle id: 16 characters [0-9A-Z], time-ordered then random, e.g.
  * "0KX3F2A9Q4M7ZB1C" (caller frees). */
 char *lifecycle_id_new(void);
+#define LIFECYCLE_ID_LEN 16
+/* True when s has the shape lifecycle_id_new gives: LIFECYCLE_ID_LEN of [0-9A-Z]. */
+bool lifecycle_id_valid(const char *s);
 
 /* Appends `value` to out as a logfmt value, quoted if needed (for readers). */
 struct buf;

@@ -55,7 +55,6 @@
 #define DEMO_MAX_OUTPUT (1024 * 1024)
 #define DEMO_MAX_CREDENTIALS 4096
 #define DEMO_MAX_EVENT_LINE (64 * 1024)
-#define DEMO_LIFECYCLE_ID_LEN 16
 
 struct demo {
 	const char *datadir;
@@ -487,11 +486,11 @@ static int step_smtp_transcript(struct demo *d)
 	for (const char *p = strstr(text, "queued as "); p != NULL; p = strstr(p + 1, "queued as "))
 		queued = p + strlen("queued as ");
 	if (queued == NULL || strspn(queued, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") <
-				      DEMO_LIFECYCLE_ID_LEN) {
+				      LIFECYCLE_ID_LEN) {
 		fprintf(stderr, "mailctl: demo: no \"250 ... queued as ID\" in the transcript\n");
 		return -1;
 	}
-	d->id = xstrndup(queued, DEMO_LIFECYCLE_ID_LEN);
+	d->id = xstrndup(queued, LIFECYCLE_ID_LEN);
 	printf("\nThe lifecycle id of the message is %s: every component logs it.\n", d->id);
 	return 0;
 }

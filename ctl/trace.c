@@ -98,18 +98,6 @@ static bool message_id_matches(const char *stored, const char *wanted)
 	return ls == lw && strncmp(stored, wanted, ls) == 0;
 }
 
-/* True for 16 characters of 0-9 A-Z, the shape of a lifecycle id. */
-static bool looks_like_lifecycle_id(const char *s)
-{
-	if (strlen(s) != 16)
-		return false;
-	for (const char *p = s; *p != '\0'; p++) {
-		if (!((*p >= '0' && *p <= '9') || (*p >= 'A' && *p <= 'Z')))
-			return false;
-	}
-	return true;
-}
-
 /* Looks through one events file for what the user named (see resolve_id);
  * found is replaced by a later match when looking for the newest message. */
 static char *resolve_id_in(const char *path, const char *wanted, char *found)
@@ -148,7 +136,7 @@ static char *resolve_id_in(const char *path, const char *wanted, char *found)
  * first). Caller frees; NULL if none. */
 static char *resolve_id(char **files, const char *wanted)
 {
-	if (wanted != NULL && looks_like_lifecycle_id(wanted))
+	if (wanted != NULL && lifecycle_id_valid(wanted))
 		return xstrdup(wanted);
 	char *found = NULL;
 	for (size_t i = 0; files[i] != NULL; i++) {

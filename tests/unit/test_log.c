@@ -184,6 +184,23 @@ static void test_parse_odd(void **state)
 	}
 }
 
+/* lifecycle_id_valid accepts what lifecycle_id_new makes and nothing else. */
+static void test_lifecycle_id_valid(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 100; i++) {
+		char *id = lifecycle_id_new();
+		assert_int_equal(strlen(id), LIFECYCLE_ID_LEN);
+		assert_true(lifecycle_id_valid(id));
+		free(id);
+	}
+	static const char *const bad[] = {"", "0KX3F2A9Q4M7ZB1", "0KX3F2A9Q4M7ZB1CD",
+					  "0kx3f2a9q4m7zb1c", "0KX3F2A9Q4M7ZB1-", "<m1@example.org>"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_false(lifecycle_id_valid(bad[i]));
+	assert_true(lifecycle_id_valid("0KX3F2A9Q4M7ZB1C"));
+}
+
 /* log_pairs_get finds a key's value (empty for a bare flag) and NULL for a missing one. */
 static void test_pairs_get(void **state)
 {
@@ -480,6 +497,7 @@ int main(void)
 		cmocka_unit_test(test_events_concurrent),
 		cmocka_unit_test(test_long_values),
 		cmocka_unit_test(test_pairs_get),
+		cmocka_unit_test(test_lifecycle_id_valid),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
