@@ -1,8 +1,9 @@
 /* imapc.c: the mua's asynchronous IMAP client (RFC 3501, IDLE RFC 2177,
  * LITERAL+ RFC 7888, SASL-IR RFC 4959) on a net.h connection.
  *
- * States (cl->state; every change goes through imapc_enter, which logs to the
- * transcript and tells the owner):
+ * States (cl->sc.state; every change goes through server_conn_enter, which logs
+ * to the transcript and tells the owner). Connecting, TLS, reconnecting and
+ * the closing reasons are server_conn.c's; the IMAP steps are here:
  *
  *   DISCONNECTED --imapc_connect--> CONNECTING --implicit TLS--> TLS --> GREETING
  *                                        \----------plain/STARTTLS-----> GREETING
@@ -29,6 +30,7 @@
 #include "net.h"
 #include "sasl.h"
 #include "mua.h"
+#include "server_conn.h"
 
 #define IMAPC_MAX_LINE (1024 * 1024)
 #define IMAPC_MAX_LITERAL (64 * 1024 * 1024)
@@ -62,13 +64,7 @@ struct imapc_cmd {
 };
 
 struct imapc {
-	uv_loop_t *loop;
-	struct mua_account *account;
-	struct imapc_events ev;
-	void *arg;
-	enum imapc_state state;
-	conn *c;
-	tls_ctx *tls;
+	struct server_conn sc; /* first: the conn's data is the client; its timer also waits before IDLE */
 	imap_parser *parser;
 	bool in_data;
 	char *caps;            /* " IMAP4REV1 IDLE ... " upper-cased, spaces around */
@@ -78,14 +74,9 @@ struct imapc {
 	unsigned tag_counter;
 	bool idle_enabled, idling, idle_done_sent;
 	bool selected;
-	bool reconnect, no_retry;
-	uint64_t backoff_ms;
-	uv_timer_t timer;      /* reconnect, or the short wait before IDLE */
-	bool timer_is_idle;
+	bool timer_is_idle;    /* sc.timer waits before IDLE, not to reconnect */
 	sasl_client *sasl;
 	char *bye_text;
-	bool connect_pending;
-	bool freeing;
 };
 
 static void imapc_pump(imapc *cl);
@@ -94,21 +85,13 @@ static void imapc_send(imapc *cl, struct imapc_cmd *cmd);
 /* Changes state, notes it in the transcript and tells the owner. */
 static void imapc_enter(imapc *cl, enum imapc_state state, const char *msg)
 {
-	if (cl->state != state)
-		mua_transcript_note("imap %s -> %s%s%s", imapc_state_names[cl->state],
-				    imapc_state_names[state], msg != NULL ? ": " : "",
-				    msg != NULL ? msg : "");
-	cl->state = state;
-	if (cl->ev.on_state != NULL && !cl->freeing)
-		cl->ev.on_state(cl->arg, state, msg);
+	server_conn_enter(&cl->sc, state, msg);
 }
 
 /* Writes one line (CRLF added) and records it. */
 static void imapc_write_line(imapc *cl, const char *line, bool secret)
 {
-	mua_transcript_add("imap", 'C', line, strlen(line), secret);
-	conn_write_str(cl->c, line);
-	conn_write_str(cl->c, "\r\n");
+	server_conn_write_line(&cl->sc, line, secret);
 }
 
 /* Frees one command. */
@@ -128,7 +111,7 @@ static void imapc_cmd_finish(imapc *cl, struct imapc_cmd *cmd, enum imapc_result
 {
 	if (cl->running == cmd)
 		cl->running = NULL;
-	if (cmd->done != NULL && !cl->freeing)
+	if (cmd->done != NULL && !cl->sc.freeing)
 		cmd->done(cmd->arg, result, text);
 	imapc_cmd_free(&cmd);
 }
@@ -207,8 +190,8 @@ static void imapc_send(imapc *cl, struct imapc_cmd *cmd)
 		buf_printf(&line, " {%zu%s}", cmd->literal_len, plus ? "+" : "");
 		imapc_write_line(cl, buf_cstr(&line), false);
 		if (plus) {
-			conn_write_quiet(cl->c, cmd->literal, cmd->literal_len);
-			conn_write_str(cl->c, "\r\n");
+			conn_write_quiet(cl->sc.c, cmd->literal, cmd->literal_len);
+			conn_write_str(cl->sc.c, "\r\n");
 			mua_transcript_note("(%zu bytes of literal sent)", cmd->literal_len);
 		} else {
 			cmd->literal_waiting = true;
@@ -218,7 +201,7 @@ static void imapc_send(imapc *cl, struct imapc_cmd *cmd)
 		imapc_write_line(cl, buf_cstr(&line), false);
 	}
 	buf_free(&line);
-	conn_set_command_timeout(cl->c, cmd->kind == CMD_IDLE ? IMAPC_IDLE_RESTART_MS :
+	conn_set_command_timeout(cl->sc.c, cmd->kind == CMD_IDLE ? IMAPC_IDLE_RESTART_MS :
 					 IMAPC_REPLY_TIMEOUT_MS);
 }
 
@@ -246,7 +229,7 @@ static void imapc_become_ready(imapc *cl)
 static void imapc_authenticate(imapc *cl)
 {
 	imapc_enter(cl, IMAPC_AUTH, NULL);
-	struct mua_account *a = cl->account;
+	struct mua_account *a = cl->sc.account;
 	if (imapc_has_capability(cl, "AUTH=PLAIN")) {
 		sasl_client_free(&cl->sasl);
 		cl->sasl = sasl_client_new("PLAIN", a->login, a->password != NULL ? a->password : "");
@@ -277,12 +260,10 @@ static void imapc_authenticate(imapc *cl)
 /* After the greeting (or a finished STARTTLS): TLS first when asked, then log in. */
 static void imapc_after_greeting(imapc *cl)
 {
-	if (cl->account->read_tls == MUA_TLS_STARTTLS && !conn_is_tls(cl->c)) {
+	if (cl->sc.account->read_tls == MUA_TLS_STARTTLS && !conn_is_tls(cl->sc.c)) {
 		if (!imapc_has_capability(cl, "STARTTLS")) {
-			cl->no_retry = true;
-			imapc_enter(cl, IMAPC_DISCONNECTED,
-				    "the IMAP server does not offer STARTTLS (password not sent)");
-			conn_abort(cl->c);
+			server_conn_fail(&cl->sc,
+					 "the IMAP server does not offer STARTTLS (password not sent)");
 			return;
 		}
 		imapc_enter(cl, IMAPC_STARTTLS, NULL);
@@ -300,14 +281,14 @@ static void imapc_continuation(imapc *cl, const char *text)
 		return;
 	if (cmd->literal_waiting) {
 		cmd->literal_waiting = false;
-		conn_write_quiet(cl->c, cmd->literal, cmd->literal_len);
-		conn_write_str(cl->c, "\r\n");
+		conn_write_quiet(cl->sc.c, cmd->literal, cmd->literal_len);
+		conn_write_str(cl->sc.c, "\r\n");
 		mua_transcript_note("(%zu bytes of literal sent)", cmd->literal_len);
 		return;
 	}
 	if (cmd->kind == CMD_IDLE) {
 		cl->idling = true;
-		conn_set_command_timeout(cl->c, IMAPC_IDLE_RESTART_MS);
+		conn_set_command_timeout(cl->sc.c, IMAPC_IDLE_RESTART_MS);
 		if (cl->queue_head != NULL && !cl->idle_done_sent) {
 			cl->idle_done_sent = true;
 			imapc_write_line(cl, "DONE", false);
@@ -339,27 +320,22 @@ static void imapc_tagged(imapc *cl, const char *status, const char *text)
 	enum imapc_result result = strcasecmp(status, "OK") == 0   ? IMAPC_OK
 				   : strcasecmp(status, "NO") == 0 ? IMAPC_NO
 								   : IMAPC_BAD;
-	conn_set_command_timeout(cl->c, 0);
+	conn_set_command_timeout(cl->sc.c, 0);
 	imapc_scan_resp_code(cl, text);
 	switch (cmd->kind) {
 	case CMD_STARTTLS:
 		imapc_cmd_finish(cl, cmd, result, text);
 		if (result != IMAPC_OK) {
-			cl->no_retry = true;
-			imapc_enter(cl, IMAPC_DISCONNECTED, "the IMAP server refused STARTTLS");
-			conn_abort(cl->c);
+			server_conn_fail(&cl->sc, "the IMAP server refused STARTTLS");
 			return;
 		}
-		if (conn_start_tls_client(cl->c, cl->tls, cl->account->read_host) < 0) {
-			imapc_enter(cl, IMAPC_DISCONNECTED, "cannot start TLS");
-			conn_abort(cl->c);
-		}
+		server_conn_start_tls(&cl->sc);
 		return;
 	case CMD_CAPABILITY:
 		imapc_cmd_finish(cl, cmd, result, text);
-		if (cl->state == IMAPC_STARTTLS || cl->state == IMAPC_GREETING)
+		if (cl->sc.state == IMAPC_STARTTLS || cl->sc.state == IMAPC_GREETING)
 			imapc_after_greeting(cl);
-		else if (cl->state == IMAPC_AUTH)
+		else if (cl->sc.state == IMAPC_AUTH)
 			imapc_become_ready(cl);
 		break;
 	case CMD_AUTH:
@@ -367,10 +343,8 @@ static void imapc_tagged(imapc *cl, const char *status, const char *text)
 		imapc_cmd_finish(cl, cmd, result, text);
 		if (result != IMAPC_OK) {
 			char *msg = xasprintf("IMAP login refused: %s", text);
-			cl->no_retry = true;
-			imapc_enter(cl, IMAPC_DISCONNECTED, msg);
+			server_conn_fail(&cl->sc, msg);
 			free(msg);
-			conn_abort(cl->c);
 			return;
 		}
 		if (strstr(text, "[CAPABILITY ") == NULL) {
@@ -386,7 +360,7 @@ static void imapc_tagged(imapc *cl, const char *status, const char *text)
 		break;
 	case CMD_LOGOUT:
 		imapc_cmd_finish(cl, cmd, result, text);
-		conn_close(cl->c);
+		conn_close(cl->sc.c);
 		return;
 	case CMD_USER:
 		if (cmd->selects)
@@ -423,8 +397,8 @@ static void imapc_dispatch(imapc *cl)
 		return;
 	}
 	if (strcasecmp(name, "FETCH") == 0 && rest_count > 0 &&
-	    rest[0].type == IMAP_ARG_LIST && cl->ev.on_fetch != NULL)
-		cl->ev.on_fetch(cl->arg, number, &rest[0]);
+	    rest[0].type == IMAP_ARG_LIST && cl->sc.ev.on_fetch != NULL)
+		cl->sc.ev.on_fetch(cl->sc.arg, number, &rest[0]);
 }
 
 /* Feeds response bytes to the parser and acts on what it returns. */
@@ -452,11 +426,11 @@ static void imapc_feed(imapc *cl, const char *data, size_t len)
 			if (imap_parser_literal_accept(cl->parser) < 0) {
 				mua_transcript_note("literal of %llu bytes is too large",
 						    (unsigned long long)size);
-				conn_abort(cl->c);
+				conn_abort(cl->sc.c);
 				return;
 			}
 			mua_transcript_note("(%llu bytes of literal)", (unsigned long long)size);
-			conn_read_bytes(cl->c, size);
+			conn_read_bytes(cl->sc.c, size);
 			return;
 		}
 		case IMAP_PARSE_ERROR:
@@ -501,13 +475,13 @@ static void imapc_on_line(conn *c, char *line, size_t len, bool crlf)
 			const char *what = strchr(word, ' ');
 			what = what != NULL ? what + 1 : "";
 			if (word_is(what, "EXISTS")) {
-				if (cl->ev.on_exists != NULL)
-					cl->ev.on_exists(cl->arg, n);
+				if (cl->sc.ev.on_exists != NULL)
+					cl->sc.ev.on_exists(cl->sc.arg, n);
 				return;
 			}
 			if (word_is(what, "EXPUNGE")) {
-				if (cl->ev.on_expunge != NULL)
-					cl->ev.on_expunge(cl->arg, n);
+				if (cl->sc.ev.on_expunge != NULL)
+					cl->sc.ev.on_expunge(cl->sc.arg, n);
 				return;
 			}
 			if (word_is(what, "RECENT"))
@@ -520,7 +494,7 @@ static void imapc_on_line(conn *c, char *line, size_t len, bool crlf)
 				cl->bye_text = xstrdup(strchr(word, ' ') != NULL ?
 						       strchr(word, ' ') + 1 : "");
 			}
-			if (cl->state == IMAPC_GREETING) {
+			if (cl->sc.state == IMAPC_GREETING) {
 				if (word_is(word, "PREAUTH"))
 					imapc_become_ready(cl);
 				else if (word_is(word, "OK") && strstr(word, "[CAPABILITY ") != NULL)
@@ -564,29 +538,15 @@ static void imapc_on_bytes(conn *c, const char *data, size_t len, bool last)
 		imapc_feed(cl, data, len);
 }
 
-static void imapc_on_line_too_long(conn *c)
-{
-	imapc *cl = conn_data(c);
-	if (cl == NULL)
-		return;
-	mua_transcript_note("over-long line from the IMAP server");
-	conn_abort(c);
-}
-
 /* The handshake finished: wait for the greeting (implicit) or re-ask capabilities. */
 static void imapc_on_tls_ready(conn *c)
 {
 	imapc *cl = conn_data(c);
 	if (cl == NULL)
 		return;
-	if (!conn_tls_peer_verified(c) && cl->account->tls_verify) {
-		/* tls.c refuses unverified peers when asked to verify; this is a belt. */
-		imapc_enter(cl, IMAPC_DISCONNECTED, "certificate not verified");
-		conn_abort(c);
+	if (!server_conn_tls_ready(&cl->sc, c))
 		return;
-	}
-	mua_transcript_note("TLS %s %s", conn_tls_version(c), conn_tls_cipher(c));
-	if (cl->state == IMAPC_TLS) {
+	if (cl->sc.state == IMAPC_TLS) {
 		imapc_enter(cl, IMAPC_GREETING, NULL);
 		return;
 	}
@@ -607,22 +567,7 @@ static void imapc_on_timeout(conn *c)
 		conn_set_command_timeout(c, IMAPC_REPLY_TIMEOUT_MS);
 		return;
 	}
-	imapc_enter(cl, IMAPC_DISCONNECTED, "the IMAP server does not answer");
-	conn_abort(c);
-}
-
-static void imapc_timer_cb(uv_timer_t *t);
-
-/* Starts the reconnect timer with backoff. */
-static void imapc_schedule_reconnect(imapc *cl)
-{
-	if (!cl->reconnect || cl->no_retry || cl->freeing)
-		return;
-	cl->backoff_ms = cl->backoff_ms == 0 ? IMAPC_RECONNECT_MIN_MS : cl->backoff_ms * 2;
-	if (cl->backoff_ms > IMAPC_RECONNECT_MAX_MS)
-		cl->backoff_ms = IMAPC_RECONNECT_MAX_MS;
-	cl->timer_is_idle = false;
-	uv_timer_start(&cl->timer, imapc_timer_cb, cl->backoff_ms, 0);
+	server_conn_timed_out(&cl->sc, c);
 }
 
 /* The connection is gone: tell why, drop commands, maybe reconnect. */
@@ -631,23 +576,7 @@ static void imapc_on_close(conn *c)
 	imapc *cl = conn_data(c);
 	if (cl == NULL)
 		return;
-	conn_set_data(c, NULL);
-	char *msg;
-	char *where = xasprintf("%s:%d", cl->account->read_host, cl->account->read_port);
-	if (cl->state == IMAPC_TLS || (cl->state == IMAPC_STARTTLS && !conn_is_tls(c))) {
-		msg = mua_tls_failure_message(cl->account->read_host, cl->account->read_port, c);
-		cl->no_retry = true;
-	} else if (cl->state == IMAPC_LOGOUT) {
-		msg = xstrdup("logged out");
-	} else if (cl->state == IMAPC_DISCONNECTED) {
-		msg = NULL;
-	} else {
-		msg = xasprintf("connection to IMAP server %s lost%s%s", where,
-				cl->bye_text != NULL ? ": " : "",
-				cl->bye_text != NULL ? cl->bye_text : "");
-	}
-	free(where);
-	cl->c = NULL;
+	char *msg = server_conn_lost(&cl->sc, c, cl->bye_text);
 	cl->in_data = false;
 	cl->idling = false;
 	cl->idle_done_sent = false;
@@ -656,108 +585,41 @@ static void imapc_on_close(conn *c)
 	sasl_client_free(&cl->sasl);
 	free(cl->bye_text);
 	cl->bye_text = NULL;
-	if (msg != NULL || cl->state != IMAPC_DISCONNECTED)
-		imapc_enter(cl, IMAPC_DISCONNECTED, msg);
-	free(msg);
+	if (cl->timer_is_idle) {
+		/* No IDLE without a connection; the timer may serve the reconnect. */
+		uv_timer_stop(&cl->sc.timer);
+		cl->timer_is_idle = false;
+	}
+	server_conn_enter_lost(&cl->sc, msg);
 	imapc_drop_all(cl, "connection lost");
-	imapc_schedule_reconnect(cl);
+	server_conn_schedule_reconnect(&cl->sc);
 }
 
 static const struct conn_handlers imapc_handlers = {
 	.on_line = imapc_on_line,
-	.on_line_too_long = imapc_on_line_too_long,
+	.on_line_too_long = server_conn_on_line_too_long,
 	.on_bytes = imapc_on_bytes,
 	.on_tls_ready = imapc_on_tls_ready,
 	.on_timeout = imapc_on_timeout,
 	.on_close = imapc_on_close,
 };
 
-static void imapc_timer_close_cb(uv_handle_t *h)
-{
-	imapc *cl = h->data;
-	free(cl);
-}
-
 /* Frees what the client holds and closes its timer (the memory goes in its callback). */
-static void imapc_release(imapc *cl)
+static void imapc_release(void *client)
 {
+	imapc *cl = client;
 	imapc_drop_all(cl, "closed");
 	free(cl->caps);
 	free(cl->bye_text);
 	sasl_client_free(&cl->sasl);
 	imap_parser_free(&cl->parser);
-	tls_ctx_free(&cl->tls);
-	uv_close((uv_handle_t *)&cl->timer, imapc_timer_close_cb);
-}
-
-/* The TCP connection is up (or failed). */
-static void imapc_connected(conn *c, int status, const char *err, void *arg)
-{
-	imapc *cl = arg;
-	cl->connect_pending = false;
-	if (cl->freeing) {
-		if (c != NULL) {
-			conn_set_data(c, NULL);
-			conn_abort(c);
-		}
-		imapc_release(cl);
-		return;
-	}
-	if (status < 0) {
-		char *msg = xasprintf("cannot connect to IMAP server: %s", err != NULL ? err :
-				      "error");
-		imapc_enter(cl, IMAPC_DISCONNECTED, msg);
-		free(msg);
-		imapc_schedule_reconnect(cl);
-		return;
-	}
-	cl->c = c;
-	conn_set_data(c, cl);
-	cl->backoff_ms = 0;
-	if (cl->account->read_tls == MUA_TLS_IMPLICIT) {
-		imapc_enter(cl, IMAPC_TLS, NULL);
-		if (conn_start_tls_client(c, cl->tls, cl->account->read_host) < 0) {
-			imapc_enter(cl, IMAPC_DISCONNECTED, "cannot start TLS");
-			conn_abort(c);
-		}
-		return;
-	}
-	imapc_enter(cl, IMAPC_GREETING, NULL);
-	conn_set_command_timeout(c, IMAPC_REPLY_TIMEOUT_MS);
+	server_conn_release(&cl->sc);
 }
 
 /* Connects unless already connected or connecting. */
 void imapc_connect(imapc *cl)
 {
-	if (cl->state != IMAPC_DISCONNECTED || cl->connect_pending || cl->freeing)
-		return;
-	uv_timer_stop(&cl->timer);
-	cl->no_retry = false;
-	struct mua_account *a = cl->account;
-	if (a->read_tls != MUA_TLS_NONE && cl->tls == NULL) {
-		char *err = NULL;
-		cl->tls = tls_ctx_client_new(a->tls_verify, a->tls_ca_file, &err);
-		if (cl->tls == NULL) {
-			char *msg = xasprintf("TLS setup: %s", err != NULL ? err : "error");
-			cl->no_retry = true;
-			imapc_enter(cl, IMAPC_DISCONNECTED, msg);
-			free(msg);
-			free(err);
-			return;
-		}
-	}
-	mua_transcript_note("connecting to %s:%d (%s)", a->read_host, a->read_port,
-			    a->read_tls == MUA_TLS_IMPLICIT   ? "implicit TLS"
-			    : a->read_tls == MUA_TLS_STARTTLS ? "STARTTLS"
-							      : "no TLS");
-	imapc_enter(cl, IMAPC_CONNECTING, NULL);
-	cl->connect_pending = true;
-	if (net_connect_tcp(cl->loop, a->read_host, a->read_port, "imap", IMAPC_MAX_LINE,
-			    &imapc_handlers, cl, imapc_connected, cl) < 0) {
-		cl->connect_pending = false;
-		imapc_enter(cl, IMAPC_DISCONNECTED, "cannot connect to the IMAP server");
-		imapc_schedule_reconnect(cl);
-	}
+	server_conn_connect(&cl->sc);
 }
 
 /* The timer: reconnect, or start IDLE after a quiet moment. */
@@ -766,7 +628,7 @@ static void imapc_timer_cb(uv_timer_t *t)
 	imapc *cl = t->data;
 	if (cl->timer_is_idle) {
 		cl->timer_is_idle = false;
-		if (cl->state == IMAPC_READY && cl->running == NULL && cl->queue_head == NULL &&
+		if (cl->sc.state == IMAPC_READY && cl->running == NULL && cl->queue_head == NULL &&
 		    cl->selected && cl->idle_enabled && imapc_has_capability(cl, "IDLE"))
 			imapc_send_internal(cl, CMD_IDLE, "IDLE");
 		return;
@@ -774,10 +636,25 @@ static void imapc_timer_cb(uv_timer_t *t)
 	imapc_connect(cl);
 }
 
+static const struct server_proto imapc_proto = {
+	.name = "imap",
+	.label = "IMAP",
+	.starttls = "STARTTLS",
+	.state_names = imapc_state_names,
+	.max_line = IMAPC_MAX_LINE,
+	.reply_timeout_ms = IMAPC_REPLY_TIMEOUT_MS,
+	.reconnect_min_ms = IMAPC_RECONNECT_MIN_MS,
+	.reconnect_max_ms = IMAPC_RECONNECT_MAX_MS,
+	.backoff_reset_on_connect = true,
+	.handlers = &imapc_handlers,
+	.timer_cb = imapc_timer_cb,
+	.release = imapc_release,
+};
+
 /* Sends the next queued command, or arranges IDLE when nothing waits. */
 static void imapc_pump(imapc *cl)
 {
-	if ((cl->state != IMAPC_READY && cl->state != IMAPC_LOGOUT) || cl->c == NULL)
+	if ((cl->sc.state != IMAPC_READY && cl->sc.state != IMAPC_LOGOUT) || cl->sc.c == NULL)
 		return;
 	if (cl->running != NULL) {
 		if (cl->running->kind == CMD_IDLE && cl->idling && cl->queue_head != NULL &&
@@ -798,7 +675,7 @@ static void imapc_pump(imapc *cl)
 	}
 	if (cl->selected && cl->idle_enabled && imapc_has_capability(cl, "IDLE")) {
 		cl->timer_is_idle = true;
-		uv_timer_start(&cl->timer, imapc_timer_cb, IMAPC_IDLE_DELAY_MS, 0);
+		uv_timer_start(&cl->sc.timer, imapc_timer_cb, IMAPC_IDLE_DELAY_MS, 0);
 	}
 }
 
@@ -807,11 +684,7 @@ imapc *imapc_new(uv_loop_t *loop, struct mua_account *account, const struct imap
 		 void *arg)
 {
 	imapc *cl = xcalloc(1, sizeof(*cl));
-	cl->loop = loop;
-	cl->account = account;
-	if (ev != NULL)
-		cl->ev = *ev;
-	cl->arg = arg;
+	server_conn_init(&cl->sc, &imapc_proto, loop, account, ev, arg);
 	struct imap_parser_limits limits = {
 		.max_command = IMAPC_MAX_LINE,
 		.max_literal = IMAPC_MAX_LITERAL,
@@ -821,8 +694,6 @@ imapc *imapc_new(uv_loop_t *loop, struct mua_account *account, const struct imap
 	};
 	cl->parser = imap_parser_new(&limits);
 	imap_parser_set_responses(cl->parser, true);
-	uv_timer_init(loop, &cl->timer);
-	cl->timer.data = cl;
 	return cl;
 }
 
@@ -833,20 +704,13 @@ void imapc_free(imapc **clp)
 	if (cl == NULL)
 		return;
 	*clp = NULL;
-	cl->freeing = true;
-	if (cl->c != NULL) {
-		conn_set_data(cl->c, NULL);
-		conn_abort(cl->c);
-		cl->c = NULL;
-	}
-	if (cl->connect_pending)
-		return; /* imapc_connected releases it */
-	imapc_release(cl);
+	if (server_conn_free_begin(&cl->sc))
+		imapc_release(cl);
 }
 
 void imapc_set_reconnect(imapc *cl, bool on)
 {
-	cl->reconnect = on;
+	cl->sc.reconnect = on;
 }
 
 void imapc_set_idle(imapc *cl, bool on)
@@ -861,7 +725,7 @@ uint32_t imapc_uidvalidity(const imapc *cl)
 
 enum imapc_state imapc_get_state(const imapc *cl)
 {
-	return cl->state;
+	return cl->sc.state;
 }
 
 /* Queues a user command. */
@@ -879,7 +743,7 @@ void imapc_command(imapc *cl, const char *text, const char *literal, size_t lite
 	cmd->untagged = untagged;
 	cmd->done = done;
 	cmd->arg = arg;
-	if (cl->state != IMAPC_READY) {
+	if (cl->sc.state != IMAPC_READY) {
 		/* Not connected: the owner asks again once READY. */
 		if (done != NULL)
 			done(arg, IMAPC_DROPPED, "not connected");
@@ -896,7 +760,7 @@ void imapc_command(imapc *cl, const char *text, const char *literal, size_t lite
 		cl->queue_head = cmd;
 	cl->queue_tail = cmd;
 	if (cl->timer_is_idle) {
-		uv_timer_stop(&cl->timer);
+		uv_timer_stop(&cl->sc.timer);
 		cl->timer_is_idle = false;
 	}
 	imapc_pump(cl);
@@ -914,9 +778,9 @@ size_t imapc_pending(const imapc *cl)
 /* Logs out politely. */
 void imapc_logout(imapc *cl)
 {
-	if (cl->state != IMAPC_READY || cl->c == NULL)
+	if (cl->sc.state != IMAPC_READY || cl->sc.c == NULL)
 		return;
-	cl->reconnect = false;
+	cl->sc.reconnect = false;
 	struct imapc_cmd *cmd = imapc_cmd_new(CMD_LOGOUT, "LOGOUT");
 	imapc_enter(cl, IMAPC_LOGOUT, NULL);
 	if (cl->running != NULL && cl->running->kind == CMD_IDLE) {

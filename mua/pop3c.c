@@ -1,8 +1,10 @@
 /* pop3c.c: the mua's asynchronous POP3 client (RFC 1939, CAPA RFC 2449,
  * STLS RFC 2595, AUTH RFC 5034) on a net.h connection.
  *
- * States (cl->sc.state, the same names the IMAP client shows; every change goes
- * through pop3c_enter, which notes it in the transcript and tells the owner):
+ * States (cl->sc.state, the same names the IMAP client shows; every change
+ * goes through server_conn_enter, which notes it in the transcript and tells
+ * the owner). Connecting, TLS, reconnecting and the closing reasons are
+ * server_conn.c's; the POP3 steps are here:
  *
  *   DISCONNECTED --pop3c_connect--> CONNECTING --implicit TLS--> TLS --> GREETING
  *                                         \-------plain/STLS------------> GREETING
