@@ -12,7 +12,9 @@
  * message (BODY[], RFC822, TEXT) is streamed from the store in chunks, never
  * loaded whole; headers come from the header section alone; a part number
  * (BODY[1.2]) is found in the message's part map (imap_bodystructure.c),
- * computed once, and only that part's bytes are read.
+ * computed once, and only that part's bytes are read. BODY and BODYSTRUCTURE
+ * are computed first on the thread pool (fetch_warm_start), so a folder of
+ * messages never parsed before does not stall the other sessions.
  *
  * Producer state: pos (message), item (within it), and an open reader with
  * stream_left bytes still to copy. Invariant: at most one reader is open. */
@@ -694,6 +696,110 @@ static void fetch_run(struct imap_session *s)
 	imap_cmd_finish(s, &s->cmd, "OK", "%sFETCH completed", s->cmd.uid ? "UID " : "");
 }
 
+/* The BODY / BODYSTRUCTURE of a FETCH's messages, made on the thread pool
+ * before any response is produced: a first-time BODYSTRUCTURE parses the
+ * whole message (seconds for many large ones), which must not stall the loop.
+ * The worker opens its own store handles (SQLite connections stay on their
+ * thread), computes what the cache lacks and stores it; fetch_run then reads
+ * each from the cache. The session's input stays paused meanwhile and its
+ * conn referenced; the answer finds the session by conn id. */
+struct fetch_warm_job {
+	uv_work_t work;
+	char *datadir;
+	char *user;
+	char *folder;
+	uint32_t *uids;           /* the messages that will be answered */
+	size_t count;
+	bool body, bodystructure;
+	net_server *srv;
+	conn *c;                  /* held with conn_ref until done */
+	uint64_t conn_id;
+	uint64_t queued_ns;
+};
+
+/* On the thread pool: computes and caches the structures. */
+static void fetch_warm_work(uv_work_t *work)
+{
+	struct fetch_warm_job *job = work->data;
+	store *st = NULL;
+	char *err = NULL;
+	if (store_open(job->datadir, job->user, &st, &err) < 0) {
+		/* fetch_run computes them on the loop then, as it always could. */
+		log_warn(job->conn_id, "imap: FETCH cannot open the store of %s: %s", job->user,
+			 err != NULL ? err : "unknown error");
+		free(err);
+		return;
+	}
+	for (size_t i = 0; i < job->count; i++) {
+		if (job->body)
+			free(imap_bodystructure(st, job->folder, job->uids[i], false));
+		if (job->bodystructure)
+			free(imap_bodystructure(st, job->folder, job->uids[i], true));
+	}
+	store_close(&st);
+}
+
+/* Back on the loop: the FETCH goes on if its session is still there. */
+static void fetch_warm_done(uv_work_t *work, int status)
+{
+	(void)status;
+	struct fetch_warm_job *job = work->data;
+	conn *c = net_server_find(job->srv, job->conn_id);
+	struct imap_session *s = c != NULL ? conn_data(c) : NULL;
+	log_debug(job->conn_id, "imap: structures of %zu messages on the thread pool in %llu ms%s",
+		  job->count, (unsigned long long)((uv_hrtime() - job->queued_ns) / 1000000),
+		  s == NULL ? ", client gone" : "");
+	if (s != NULL && s->fetch != NULL)
+		fetch_run(s);
+	conn_unref(job->c);
+	free(job->datadir);
+	free(job->user);
+	free(job->folder);
+	free(job->uids);
+	free(job);
+}
+
+/* Sends the structure work of a FETCH to the thread pool; false when there
+ * is none (or the pool refused it) and fetch_run should go on now. */
+static bool fetch_warm_start(struct imap_session *s, struct imap_fetch_ctx *f)
+{
+	bool body = fetch_has(f, FI_BODY), bodystructure = fetch_has(f, FI_BODYSTRUCTURE);
+	if (!body && !bodystructure)
+		return false;
+	struct fetch_warm_job *job = xcalloc(1, sizeof(*job));
+	job->uids = xmalloc((f->msg_count + 1) * sizeof(*job->uids));
+	for (size_t i = 0; i < f->msg_count; i++) {
+		if (f->wanted[i] && (f->changedsince == 0 || f->msgs[i].modseq > f->changedsince))
+			job->uids[job->count++] = f->msgs[i].uid;
+	}
+	if (job->count == 0) {
+		free(job->uids);
+		free(job);
+		return false;
+	}
+	job->work.data = job;
+	job->datadir = xstrdup(s->server->d->datadir);
+	job->user = xstrdup(s->ms->user);
+	job->folder = xstrdup(s->view->folder);
+	job->body = body;
+	job->bodystructure = bodystructure;
+	job->srv = s->server->srv;
+	job->c = s->c;
+	job->conn_id = s->id;
+	job->queued_ns = uv_hrtime();
+	conn_ref(s->c);
+	if (uv_queue_work(conn_loop(s->c), &job->work, fetch_warm_work, fetch_warm_done) != 0) {
+		conn_unref(s->c);
+		free(job->datadir);
+		free(job->user);
+		free(job->folder);
+		free(job->uids);
+		free(job);
+		return false;
+	}
+	return true;
+}
+
 /* Reads the rows of the messages asked for and marks which were asked for. */
 static int fetch_load_msgs(struct imap_session *s, struct imap_fetch_ctx *f)
 {
@@ -780,5 +886,6 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *cmd)
 	}
 	fetch_mark_seen(s, f);
 	s->fetch = f;
-	fetch_run(s);
+	if (!fetch_warm_start(s, f))
+		fetch_run(s);
 }
