@@ -9,7 +9,8 @@
  *   - only when one of the user's addresses is in To/Cc/Bcc/Resent-* (4.5);
  *   - at most once per sender and handle per :days period (4.2), remembered
  *     in D/mail/<domain>/<local>.vacation, a small text file of
- *     "expiry handle sender" lines rewritten under flock.
+ *     "expiry handle sender" lines rewritten under flock, on the thread
+ *     pool so that waiting for the lock never stalls the loop.
  * The reply goes out through the mta's submission socket with the null
  * sender, Auto-Submitted: auto-replied and In-Reply-To/References. */
 #include <errno.h>
@@ -156,10 +157,13 @@ static char *vacation_handle(const struct sieve_command *v)
 }
 
 /* Checks and records the reply in the user's vacation file: 1 when a reply
- * may go now (and is recorded), 0 when one went within the period, -1 on error. */
-static int vacation_record(const struct mda_delivery *dl, const char *handle)
+ * may go now (and is recorded), 0 when one went within the period, -1 on
+ * error. Runs on the thread pool (it may wait for the lock and rewrite a file
+ * of up to VACATION_MAX_FILE), so it takes copies, not the delivery. */
+static int vacation_record(const char *datadir, const char *address, const char *from,
+			   const char *handle, int64_t days)
 {
-	char *path = store_mailbox_file(dl->mda->datadir, dl->user.address, ".vacation");
+	char *path = store_mailbox_file(datadir, address, ".vacation");
 	if (path == NULL)
 		return -1;
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -176,7 +180,7 @@ static int vacation_record(const struct mda_delivery *dl, const char *handle)
 	while ((n = read(fd, chunk, sizeof(chunk))) > 0 && old.len < VACATION_MAX_FILE)
 		buf_append(&old, chunk, (size_t)n);
 	int64_t now = (int64_t)time(NULL);
-	char *sender = vacation_normalize(dl->msg->sender);
+	char *sender = vacation_normalize(from);
 	buf_t kept = BUF_INIT;
 	size_t records = 0;
 	int result = 1;
@@ -204,8 +208,7 @@ static int vacation_record(const struct mda_delivery *dl, const char *handle)
 		records++;
 	}
 	if (result == 1)
-		buf_printf(&kept, "%lld %s %s\n", (long long)(now + dl->vacation->days * 86400),
-			   handle, sender);
+		buf_printf(&kept, "%lld %s %s\n", (long long)(now + days * 86400), handle, sender);
 	if (lseek(fd, 0, SEEK_SET) < 0 || ftruncate(fd, 0) < 0 ||
 	    (kept.len > 0 && write(fd, kept.data, kept.len) != (ssize_t)kept.len))
 		result = -1;
@@ -288,9 +291,35 @@ static char *vacation_build(const struct mda *mda, const struct mda_delivery *dl
 	return buf_steal(&b);
 }
 
+/* One reply under way: recorded on the thread pool, then submitted from the
+ * loop. Holds copies, so the delivery may be gone by then. */
 struct vacation_job {
+	uv_work_t work;
+	struct mda *mda;
 	char *id, *rcpt, *to;
+	char *datadir, *address, *handle;
+	int64_t days;
+	char *reply;
+	size_t reply_len;
+	int recorded;
 };
+
+/* Frees a job and sets *jobp NULL. */
+static void vacation_job_free(struct vacation_job **jobp)
+{
+	struct vacation_job *job = *jobp;
+	if (job == NULL)
+		return;
+	*jobp = NULL;
+	free(job->id);
+	free(job->rcpt);
+	free(job->to);
+	free(job->datadir);
+	free(job->address);
+	free(job->handle);
+	free(job->reply);
+	free(job);
+}
 
 /* The reply's submission ended. */
 static void vacation_sent(int status, bool permanent, const char *reason, void *arg)
@@ -298,10 +327,34 @@ static void vacation_sent(int status, bool permanent, const char *reason, void *
 	struct vacation_job *job = arg;
 	log_event(job->id, "vacation", "rcpt", job->rcpt, "to", job->to, "result",
 		  status == 0 ? "sent" : "failed", "reason", reason, NULL);
-	free(job->id);
-	free(job->rcpt);
-	free(job->to);
-	free(job);
+	vacation_job_free(&job);
+}
+
+/* On a pool thread: the once-per-period check and record. */
+static void vacation_record_work(uv_work_t *work)
+{
+	struct vacation_job *job = work->data;
+	job->recorded =
+		vacation_record(job->datadir, job->address, job->to, job->handle, job->days);
+}
+
+/* Back on the loop: submits the reply, or logs why not. */
+static void vacation_record_done(uv_work_t *work, int status)
+{
+	struct vacation_job *job = work->data;
+	if (status != 0)
+		job->recorded = -1;
+	if (job->recorded <= 0) {
+		log_event(job->id, "vacation", "rcpt", job->rcpt, "result", "not sent", "reason",
+			  job->recorded == 0 ? "already answered in this period"
+					     : "cannot record the reply",
+			  NULL);
+		vacation_job_free(&job);
+		return;
+	}
+	struct mda *mda = job->mda;
+	submit_message(mda->loop, mda->submit_socket, mda->hostname, "", job->to, job->reply,
+		       job->reply_len, vacation_sent, job);
 }
 
 void vacation_consider(struct mda *mda, const struct mda_delivery *dl)
@@ -313,23 +366,19 @@ void vacation_consider(struct mda *mda, const struct mda_delivery *dl)
 			  NULL);
 		return;
 	}
-	char *handle = vacation_handle(dl->vacation);
-	int recorded = vacation_record(dl, handle);
-	free(handle);
-	if (recorded <= 0) {
-		log_event(id, "vacation", "rcpt", dl->rcpt, "result", "not sent", "reason",
-			  recorded == 0 ? "already answered in this period"
-					: "cannot record the reply",
-			  NULL);
-		return;
-	}
-	size_t len;
-	char *reply = vacation_build(mda, dl, &len);
 	struct vacation_job *job = xcalloc(1, sizeof(*job));
+	job->work.data = job;
+	job->mda = mda;
 	job->id = xstrdup(id);
 	job->rcpt = xstrdup(dl->rcpt);
 	job->to = xstrdup(dl->msg->sender);
-	submit_message(mda->loop, mda->submit_socket, mda->hostname, "", dl->msg->sender, reply,
-		       len, vacation_sent, job);
-	free(reply);
+	job->datadir = xstrdup(mda->datadir);
+	job->address = xstrdup(dl->user.address);
+	job->handle = vacation_handle(dl->vacation);
+	job->days = dl->vacation->days;
+	job->reply = vacation_build(mda, dl, &job->reply_len);
+	if (uv_queue_work(mda->loop, &job->work, vacation_record_work, vacation_record_done) != 0) {
+		vacation_record_work(&job->work);
+		vacation_record_done(&job->work, 0);
+	}
 }
