@@ -74,6 +74,19 @@ def noops_meanwhile(a, b, command, tag):
     return latencies, answered_before, started
 
 
+def leave_during(stack, b, command, seconds):
+    """A third session sends command and leaves at once: the work ends with
+    no one to answer (the daemon's sanitizers check the clean-up when the
+    stack stops), and the others go on."""
+    c = login(stack)
+    assert c.cmd("SELECT INBOX")[1] == "t OK [READ-WRITE] SELECT completed"
+    c.send(f"x {command}\r\n".encode())
+    c.close()
+    assert b.cmd("NOOP", tag="n") == ([], "n OK NOOP completed")
+    time.sleep(seconds)
+    assert b.cmd("NOOP", tag="n") == ([], "n OK NOOP completed")
+
+
 def test_noop_is_answered_while_a_full_text_search_runs(imap_stack):
     a = login(imap_stack)
     b = login(imap_stack)
@@ -107,6 +120,7 @@ def test_noop_is_answered_while_a_full_text_search_runs(imap_stack):
         "s OK SEARCH completed")
     lines, tagged = a.cmd("UID SEARCH BODY ordinary SUBJECT \"filler 1999\"", tag="s")
     assert (lines, tagged) == (["* SEARCH 1999"], "s OK UID SEARCH completed")
+    leave_during(imap_stack, b, "SEARCH TEXT nowhere-to-be-found", min(10, alone * 1.5))
     a.close()
     b.close()
 
@@ -137,5 +151,7 @@ def test_noop_is_answered_while_first_bodystructures_are_computed(imap_stack):
           f"{max(latencies) * 1000:.1f} ms; {cached * 1000:.0f} ms from the cache")
     assert answered_while_computing >= 3, (answered_while_computing, first)
     assert max(latencies) < max(0.25, first / 4), (latencies, first)
+    # BODY (the short form) is cached apart: computed again, for no one.
+    leave_during(imap_stack, b, "FETCH 1:* BODY", min(10, first * 1.5))
     a.close()
     b.close()
