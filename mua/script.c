@@ -21,6 +21,7 @@
 #define SCRIPT_MAX_BODY (50 * 1024 * 1024)
 
 struct script_conn {
+	enum imapc_state state; /* the client's, as last reported */
 	bool ready, failed;
 	char *message;
 	uint32_t exists;
@@ -37,6 +38,7 @@ struct script_cmd {
 static void script_on_state(void *arg, enum imapc_state state, const char *msg)
 {
 	struct script_conn *sc = arg;
+	sc->state = state;
 	if (state == IMAPC_READY)
 		sc->ready = true;
 	if (state == IMAPC_DISCONNECTED && !sc->ready) {
@@ -65,22 +67,55 @@ static void script_wait(uv_loop_t *loop, const bool *flag)
 			break;
 }
 
-/* Connects and logs in: the client, or NULL after printing why. */
-static imapc *script_imap_open(uv_loop_t *loop, struct mua_account *a, struct script_conn *sc)
+/* The account's password without a prompt: 0, or -1 after printing why. */
+static int script_password(struct mua_account *a)
 {
 	char *err = NULL;
 	if (mua_account_password(a, false, &err) < 0) {
 		fprintf(stderr, "mua: %s\n", err);
 		free(err);
-		return NULL;
+		return -1;
 	}
-	imapc *cl = imapc_new(loop, a, &script_events, sc);
-	imapc_connect(cl);
+	return 0;
+}
+
+/* Turns the loop until the client connecting is logged in: true, or false
+ * after printing why (the caller frees the client). */
+static bool script_wait_ready(uv_loop_t *loop, struct script_conn *sc)
+{
 	while (!sc->ready && !sc->failed)
 		if (uv_run(loop, UV_RUN_ONCE) == 0)
 			break;
-	if (!sc->ready) {
-		fprintf(stderr, "mua: %s\n", sc->message != NULL ? sc->message : "cannot connect");
+	if (sc->ready)
+		return true;
+	fprintf(stderr, "mua: %s\n", sc->message != NULL ? sc->message : "cannot connect");
+	return false;
+}
+
+/* Turns the loop (bounded) until the client logging out has disconnected. */
+static void script_wait_closed(uv_loop_t *loop, const struct script_conn *sc)
+{
+	for (int i = 0; i < 1000 && sc->state != IMAPC_DISCONNECTED; i++)
+		if (uv_run(loop, UV_RUN_ONCE) == 0)
+			break;
+}
+
+/* After the client is freed: lets the loop finish closing, forgets the message. */
+static void script_conn_end(uv_loop_t *loop, struct script_conn *sc)
+{
+	uv_run(loop, UV_RUN_NOWAIT);
+	free(sc->message);
+	sc->message = NULL;
+}
+
+/* Connects and logs in: the client, or NULL after printing why. */
+static imapc *script_imap_open(uv_loop_t *loop, struct mua_account *a, struct script_conn *sc)
+{
+	if (script_password(a) < 0)
+		return NULL;
+	imapc *cl = imapc_new(loop, a, &script_events, sc);
+	imapc_connect(cl);
+	if (!script_wait_ready(loop, sc)) {
 		imapc_free(&cl);
 		return NULL;
 	}
@@ -93,13 +128,9 @@ static void script_imap_close(uv_loop_t *loop, imapc **cl, struct script_conn *s
 	if (*cl == NULL)
 		return;
 	imapc_logout(*cl);
-	for (int i = 0; i < 1000 && imapc_get_state(*cl) != IMAPC_DISCONNECTED; i++)
-		if (uv_run(loop, UV_RUN_ONCE) == 0)
-			break;
+	script_wait_closed(loop, sc);
 	imapc_free(cl);
-	uv_run(loop, UV_RUN_NOWAIT);
-	free(sc->message);
-	sc->message = NULL;
+	script_conn_end(loop, sc);
 }
 
 static void script_cmd_done(void *arg, enum imapc_result result, const char *text)
@@ -436,19 +467,11 @@ static void script_pop3_done(void *arg, bool ok, const char *status, const char 
 /* Connects to the POP3 server and logs in: the client, or NULL after printing why. */
 static pop3c *script_pop3_open(uv_loop_t *loop, struct mua_account *a, struct script_conn *sc)
 {
-	char *err = NULL;
-	if (mua_account_password(a, false, &err) < 0) {
-		fprintf(stderr, "mua: %s\n", err);
-		free(err);
+	if (script_password(a) < 0)
 		return NULL;
-	}
 	pop3c *cl = pop3c_new(loop, a, &script_events, sc);
 	pop3c_connect(cl);
-	while (!sc->ready && !sc->failed)
-		if (uv_run(loop, UV_RUN_ONCE) == 0)
-			break;
-	if (!sc->ready) {
-		fprintf(stderr, "mua: %s\n", sc->message != NULL ? sc->message : "cannot connect");
+	if (!script_wait_ready(loop, sc)) {
 		pop3c_free(&cl);
 		free(sc->message);
 		sc->message = NULL;
@@ -461,13 +484,9 @@ static pop3c *script_pop3_open(uv_loop_t *loop, struct mua_account *a, struct sc
 static void script_pop3_close(uv_loop_t *loop, pop3c **cl, struct script_conn *sc)
 {
 	pop3c_quit(*cl);
-	for (int i = 0; i < 1000 && pop3c_get_state(*cl) != IMAPC_DISCONNECTED; i++)
-		if (uv_run(loop, UV_RUN_ONCE) == 0)
-			break;
+	script_wait_closed(loop, sc);
 	pop3c_free(cl);
-	uv_run(loop, UV_RUN_NOWAIT);
-	free(sc->message);
-	sc->message = NULL;
+	script_conn_end(loop, sc);
 }
 
 struct script_refresh {
