@@ -630,12 +630,18 @@ static void conn_process_input(conn *c)
 			if (c->handlers.on_line_too_long != NULL)
 				c->handlers.on_line_too_long(c);
 			break;
-		case LINEREADER_BYTES:
-			if (!c->quiet)
-				conn_transcribe(c, 'C', item.data, item.len, false);
+		case LINEREADER_BYTES: {
+			/* conn_mask_next_line before conn_read_bytes masks the bytes
+			 * too (an IMAP LOGIN password sent as a literal). */
+			bool secret = c->mask_next;
+			if (item.last)
+				c->mask_next = false;
+			if (!c->quiet || secret)
+				conn_transcribe(c, 'C', item.data, item.len, secret);
 			if (c->handlers.on_bytes != NULL)
 				c->handlers.on_bytes(c, item.data, item.len, item.last);
 			break;
+		}
 		case LINEREADER_NEED_MORE:
 			break;
 		}

@@ -156,7 +156,8 @@ size_t conn_output_pending(const conn *c);
  * producer can release what it holds. */
 void conn_on_drain(conn *c, void (*cb)(conn *c, void *arg), void *arg);
 
-/* Transcript control: the next input line is a secret (SASL exchange). */
+/* Transcript control: the next input line is a secret (SASL exchange); called
+ * just before conn_read_bytes, the requested bytes are the secret instead. */
 void conn_mask_next_line(conn *c);
 /* Input lines and on_bytes data are not transcribed while quiet (DATA bodies). */
 void conn_set_transcript_quiet(conn *c, bool quiet);

@@ -560,6 +560,17 @@ static void session_parse_error(struct imap_session *s, const char *line, size_t
 	}
 }
 
+/* True when the literal about to be read is an argument of LOGIN, whose
+ * password must never reach the transcript. */
+static bool session_literal_is_secret(struct imap_session *s)
+{
+	size_t count = 0;
+	const struct imap_arg *args = imap_parser_args(s->parser, &count);
+	/* args[0] is the tag, args[1] the command name. */
+	return count >= 2 && args[1].type == IMAP_ARG_ATOM && args[1].data != NULL &&
+	       strcasecmp(args[1].data, "LOGIN") == 0;
+}
+
 /* A literal header was parsed: decide where its bytes go. */
 static void session_literal(struct imap_session *s, const char *line, size_t len)
 {
@@ -582,6 +593,8 @@ static void session_literal(struct imap_session *s, const char *line, size_t len
 	}
 	if (sync)
 		imap_send(s, "+ Ready for literal data");
+	if (session_literal_is_secret(s))
+		conn_mask_next_line(s->c);
 	conn_read_bytes(s->c, size);
 }
 
