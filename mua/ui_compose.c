@@ -59,6 +59,13 @@ static void ui_draft_begin(struct ui *ui)
 	ui->compose_cursor = 0;
 }
 
+/* Drops the draft (sent, postponed, aborted or cancelled). */
+static void ui_draft_drop(struct ui *ui)
+{
+	ui_draft_free(&ui->draft);
+	ui->draft_active = false;
+}
+
 /* Reads a whole small file. */
 static char *ui_slurp(const char *path)
 {
@@ -129,11 +136,23 @@ static bool ui_addresses_ok(struct ui *ui, const char *text)
 	return true;
 }
 
+/* A To: answer that cannot be used: asks again (saying what was wrong in the
+ * prompt's label, since the prompt takes the bottom line) and returns true. */
+static bool ui_to_retry(struct ui *ui, const char *text, ui_prompt_cb *again)
+{
+	if (text[0] != '\0' && ui_addresses_ok(ui, text))
+		return false;
+	char label[128];
+	snprintf(label, sizeof(label), "%.90s  To: ", text[0] == '\0' ?
+		 "No recipients were specified." : ui->status);
+	ui_prompt(ui, label, text, true, again);
+	return true;
+}
+
 static void ui_new_subject_done(struct ui *ui, const char *text)
 {
 	if (text == NULL) {
-		ui_draft_free(&ui->draft);
-		ui->draft_active = false;
+		ui_draft_drop(ui);
 		return;
 	}
 	draft_set(&ui->draft.subject, text);
@@ -143,18 +162,11 @@ static void ui_new_subject_done(struct ui *ui, const char *text)
 static void ui_new_to_done(struct ui *ui, const char *text)
 {
 	if (text == NULL) {
-		ui_draft_free(&ui->draft);
-		ui->draft_active = false;
+		ui_draft_drop(ui);
 		return;
 	}
-	if (text[0] == '\0' || !ui_addresses_ok(ui, text)) {
-		/* The prompt takes the bottom line: say what was wrong in its label. */
-		char label[128];
-		snprintf(label, sizeof(label), "%.90s  To: ", text[0] == '\0' ?
-			 "No recipients were specified." : ui->status);
-		ui_prompt(ui, label, text, true, ui_new_to_done);
+	if (ui_to_retry(ui, text, ui_new_to_done))
 		return;
-	}
 	draft_set(&ui->draft.to, text);
 	ui_prompt(ui, "Subject: ", ui->draft.subject, false, ui_new_subject_done);
 }
@@ -170,17 +182,11 @@ void ui_compose_new(struct ui *ui)
 static void ui_forward_to_done(struct ui *ui, const char *text)
 {
 	if (text == NULL) {
-		ui_draft_free(&ui->draft);
-		ui->draft_active = false;
+		ui_draft_drop(ui);
 		return;
 	}
-	if (text[0] == '\0' || !ui_addresses_ok(ui, text)) {
-		char label[128];
-		snprintf(label, sizeof(label), "%.90s  To: ", text[0] == '\0' ?
-			 "No recipients were specified." : ui->status);
-		ui_prompt(ui, label, text, true, ui_forward_to_done);
+	if (ui_to_retry(ui, text, ui_forward_to_done))
 		return;
-	}
 	draft_set(&ui->draft.to, text);
 	ui_compose_edit_body(ui);
 }
@@ -419,8 +425,7 @@ static void ui_send_done(void *arg, bool ok, const char *message)
 			ui_status(ui, "Mail sent (not connected: no copy in Sent).");
 		}
 		if (ui->screen == SCR_COMPOSE) {
-			ui_draft_free(&ui->draft);
-			ui->draft_active = false;
+			ui_draft_drop(ui);
 			ui_enter_screen(ui, SCR_INDEX);
 		}
 	}
@@ -488,8 +493,7 @@ static void ui_compose_postpone(struct ui *ui)
 	free(cmd);
 	free(q);
 	free(msg);
-	ui_draft_free(&ui->draft);
-	ui->draft_active = false;
+	ui_draft_drop(ui);
 	ui_enter_screen(ui, SCR_INDEX);
 }
 
@@ -555,8 +559,7 @@ static void ui_abort_answer(struct ui *ui, bool yes)
 {
 	if (!yes)
 		return;
-	ui_draft_free(&ui->draft);
-	ui->draft_active = false;
+	ui_draft_drop(ui);
 	ui_status(ui, "Mail not sent.");
 	ui_enter_screen(ui, SCR_INDEX);
 }
