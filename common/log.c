@@ -48,9 +48,13 @@ static struct {
 	int events_fd;     /* -1 = no events file */
 	char *events_path; /* where events_fd was opened, to follow a rotation */
 	time_t events_checked;
-} log_state = {"mailstack", 2, false, LOG_INFO, -1, -1, NULL, 0};
+	char *transcript_path;
+	time_t transcript_checked;
+} log_state = {"mailstack", 2, false, LOG_INFO, -1, -1, NULL, 0, NULL, 0};
 
 static pthread_mutex_t log_events_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void log_follow_rotation(const char *path, int fd, time_t *checked);
 
 /* Opens a log file for appending (created 0640). */
 static int log_open_append(const char *path)
@@ -125,7 +129,8 @@ void log_set_dirs(const char *log_dir, bool transcripts)
 		if (log_state.transcript_fd < 0)
 			log_kv(LOG_WARN, 0, "cannot open transcript log", "path", path, "error",
 			       strerror(errno), NULL);
-		free(path);
+		free(log_state.transcript_path);
+		log_state.transcript_path = path;
 	}
 }
 
@@ -135,6 +140,8 @@ void log_close(void)
 	log_close_fd(&log_state.events_fd);
 	free(log_state.events_path);
 	log_state.events_path = NULL;
+	free(log_state.transcript_path);
+	log_state.transcript_path = NULL;
 	if (log_state.fd_owned)
 		close(log_state.fd);
 	log_state.fd = 2;
@@ -399,6 +406,8 @@ void log_transcript(const char *proto, uint64_t conn, char dir, bool tls, const 
 {
 	if (log_state.transcript_fd < 0)
 		return;
+	log_follow_rotation(log_state.transcript_path, log_state.transcript_fd,
+			    &log_state.transcript_checked);
 	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 		len--;
 	char *shown = secret ? xstrdup("****")
@@ -419,28 +428,33 @@ void log_transcript(const char *proto, uint64_t conn, char dir, bool tls, const 
 	free(shown);
 }
 
-/* When log_events_prune has moved events.log aside, switches to the new file
+/* When log_prune_file has moved a log aside, switches to the new file
  * (checked at most once a second; dup2 keeps the descriptor number, so a
  * write racing in another thread goes to one file or the other, never nowhere). */
-static void log_events_follow_rotation(void)
+static void log_follow_rotation(const char *path, int fd, time_t *checked)
 {
-	if (log_state.events_path == NULL || log_state.events_fd < 0)
+	if (path == NULL || fd < 0)
 		return;
 	time_t now = time(NULL);
-	if (now == log_state.events_checked)
+	if (now == *checked)
 		return;
 	pthread_mutex_lock(&log_events_lock);
-	log_state.events_checked = now;
+	*checked = now;
 	struct stat on_disk, open_file;
-	if (stat(log_state.events_path, &on_disk) < 0 || fstat(log_state.events_fd, &open_file) < 0 ||
+	if (stat(path, &on_disk) < 0 || fstat(fd, &open_file) < 0 ||
 	    on_disk.st_ino != open_file.st_ino || on_disk.st_dev != open_file.st_dev) {
-		int fd = log_open_append(log_state.events_path);
-		if (fd >= 0) {
-			dup2(fd, log_state.events_fd);
-			close(fd);
+		int fresh = log_open_append(path);
+		if (fresh >= 0) {
+			dup2(fresh, fd);
+			close(fresh);
 		}
 	}
 	pthread_mutex_unlock(&log_events_lock);
+}
+
+static void log_events_follow_rotation(void)
+{
+	log_follow_rotation(log_state.events_path, log_state.events_fd, &log_state.events_checked);
 }
 
 void log_event(const char *id, const char *event, ...)
@@ -715,10 +729,16 @@ static bool log_file_starts_before(const char *path, int64_t cutoff)
 int log_events_prune(const char *log_dir, int64_t retention_seconds, unsigned settle_ms,
 		     size_t *removed_r, char **err_r)
 {
-	char *current = xasprintf("%s/events.log", log_dir);
-	char *moved = xasprintf("%s/events.log.old", log_dir);
-	char *archive = xasprintf("%s/events.log.1", log_dir);
-	char *tmp = xasprintf("%s/events.log.1.tmp", log_dir);
+	return log_prune_file(log_dir, "events.log", retention_seconds, settle_ms, removed_r, err_r);
+}
+
+int log_prune_file(const char *log_dir, const char *name, int64_t retention_seconds,
+		   unsigned settle_ms, size_t *removed_r, char **err_r)
+{
+	char *current = xasprintf("%s/%s", log_dir, name);
+	char *moved = xasprintf("%s/%s.old", log_dir, name);
+	char *archive = xasprintf("%s/%s.1", log_dir, name);
+	char *tmp = xasprintf("%s/%s.1.tmp", log_dir, name);
 	int rc = -1;
 	*removed_r = 0;
 	int64_t cutoff = (int64_t)time(NULL) - retention_seconds;
@@ -732,7 +752,7 @@ int log_events_prune(const char *log_dir, int64_t retention_seconds, unsigned se
 		*err_r = xasprintf("cannot move %s aside: %s", current, strerror(errno));
 		goto out;
 	}
-	/* Writers notice the move within a second and open a new events.log. */
+	/* Writers notice the move within a second and open a new file. */
 	usleep(settle_ms * 1000);
 	FILE *out = fopen(tmp, "w");
 	if (out == NULL) {

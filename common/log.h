@@ -68,6 +68,9 @@ void log_event(const char *id, const char *event, ...) __attribute__((sentinel))
  * *removed_r counts the dropped events. */
 int log_events_prune(const char *log_dir, int64_t retention_seconds, unsigned settle_ms,
 		     size_t *removed_r, char **err_r);
+/* The same for any log of timestamped lines in log_dir (transcript.log). */
+int log_prune_file(const char *log_dir, const char *name, int64_t retention_seconds,
+		   unsigned settle_ms, size_t *removed_r, char **err_r);
 /* The event files to read, oldest first (events.log.1, events.log.old while a
  * prune runs, events.log), those that exist; NULL-terminated, caller frees
  * each and the array. */

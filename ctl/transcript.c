@@ -20,9 +20,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "buffer.h"
+#include "config.h"
 #include "ctl.h"
 #include "log.h"
 
@@ -205,8 +207,33 @@ static void transcript_usage(FILE *out)
 	      "  the recent ones first (--all: from the beginning), then follows them\n"
 	      "  until Ctrl-C (--no-follow: stops at the end of what is there)\n"
 	      "  --comp: only the conversations of one daemon (the mda's side of LMTP)\n"
-	      "  --last: only the newest conversation in which the client spoke, then stop\n",
+	      "  --last: only the newest conversation in which the client spoke, then stop\n"
+	      "       mailctl transcript --prune\n"
+	      "  drops lines older than log.transcript_retention (mailctl up does it hourly)\n",
 	      out);
+}
+
+/* `mailctl transcript --prune`: drops lines older than log.transcript_retention. */
+static int transcript_prune(const char *datadir)
+{
+	struct config *cfg = NULL;
+	if (ctl_load_config(datadir, &cfg) < 0)
+		return 1;
+	char *log_dir = xasprintf("%s/log", datadir);
+	size_t removed = 0;
+	char *err = NULL;
+	int64_t retention = config_int(cfg, "log.transcript_retention");
+	int rc = log_prune_file(log_dir, "transcript.log", retention, 1500, &removed, &err);
+	if (rc < 0) {
+		fprintf(stderr, "mailctl: %s\n", err);
+		free(err);
+	} else {
+		printf("pruned %zu transcript lines older than %lld seconds\n", removed,
+		       (long long)retention);
+	}
+	free(log_dir);
+	config_free(&cfg);
+	return rc < 0 ? 1 : 0;
 }
 
 int cmd_transcript(int argc, char **argv, const char *datadir)
@@ -218,6 +245,7 @@ int cmd_transcript(int argc, char **argv, const char *datadir)
 		{"no-follow", no_argument, NULL, 'n'},
 		{"all", no_argument, NULL, 'a'},
 		{"last", no_argument, NULL, 'l'},
+		{"prune", no_argument, NULL, 'P'},
 		{"dir", required_argument, NULL, 'd'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -234,6 +262,7 @@ int cmd_transcript(int argc, char **argv, const char *datadir)
 		case 'n': follow = false; break;
 		case 'a': all = true; break;
 		case 'l': last = true; follow = false; break;
+		case 'P': return optind == argc ? transcript_prune(datadir) : 1;
 		case 'd': break; /* handled by main.c */
 		case 'h': transcript_usage(stdout); return 0;
 		default: transcript_usage(stderr); return 1;
@@ -290,6 +319,14 @@ int cmd_transcript(int argc, char **argv, const char *datadir)
 		signal(SIGTERM, on_signal);
 		while (!transcript_stop) {
 			usleep(TRANSCRIPT_POLL_US);
+			struct stat on_disk, open_file;
+			if (in != NULL && stat(path, &on_disk) == 0 && fstat(fileno(in), &open_file) == 0 &&
+			    on_disk.st_ino != open_file.st_ino) {
+				/* Pruning moved the file aside: finish it, then follow the new one. */
+				print_new(in, &filter);
+				fclose(in);
+				in = NULL;
+			}
 			if (in == NULL)
 				in = fopen(path, "r");
 			if (in != NULL)

@@ -398,16 +398,27 @@ static void up_prune_run(uv_work_t *work)
 {
 	struct supervisor *sup = work->data;
 	char *log_dir = xasprintf("%s/log", sup->datadir);
-	size_t removed = 0;
-	char *err = NULL;
-	if (log_events_prune(log_dir, config_int(sup->cfg, "log.event_retention"), 1500, &removed,
-			     &err) < 0) {
-		log_kv(LOG_WARN, 0, "pruning lifecycle events failed", "error", err, NULL);
-		free(err);
-	} else if (removed > 0) {
-		char count[32];
-		snprintf(count, sizeof(count), "%zu", removed);
-		log_kv(LOG_INFO, 0, "pruned lifecycle events", "removed", count, NULL);
+	static const struct {
+		const char *file;
+		const char *key;
+	} logs[] = {
+		{"events.log", "log.event_retention"},
+		{"transcript.log", "log.transcript_retention"},
+	};
+	for (size_t i = 0; i < sizeof(logs) / sizeof(logs[0]); i++) {
+		size_t removed = 0;
+		char *err = NULL;
+		if (log_prune_file(log_dir, logs[i].file, config_int(sup->cfg, logs[i].key), 1500,
+				   &removed, &err) < 0) {
+			log_kv(LOG_WARN, 0, "pruning a log failed", "file", logs[i].file, "error", err,
+			       NULL);
+			free(err);
+		} else if (removed > 0) {
+			char count[32];
+			snprintf(count, sizeof(count), "%zu", removed);
+			log_kv(LOG_INFO, 0, "pruned old log lines", "file", logs[i].file, "removed",
+			       count, NULL);
+		}
 	}
 	free(log_dir);
 }

@@ -63,3 +63,25 @@ def test_prune_drops_old_events_and_trace_reads_on(stack):
     r = stack.ctl("trace", "--dir", stack.dir, "--prune")
     assert r.stdout == "pruned 0 events older than 2592000 seconds\n"
     assert second in open(stack.path("log", "events.log")).read()
+
+
+def test_transcript_prune_drops_old_lines_and_daemons_write_on(stack):
+    os.makedirs(stack.path("log"), exist_ok=True)
+    with open(stack.path("log", "transcript.log"), "w") as f:
+        f.write("ts=2020-01-02T03:04:05.000Z comp=mta proto=smtp conn=1 dir=C tls=no "
+                "line=\"EHLO long.ago\"\n")
+    stack.start("mda", "mta")
+    send(stack, "transcribed")
+    r = stack.ctl("transcript", "--dir", stack.dir, "--prune")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "pruned 1 transcript lines older than 604800 seconds\n"
+    archived = open(stack.path("log", "transcript.log.1")).read()
+    assert "long.ago" not in archived and "ehlo client.test" in archived.lower()
+    send(stack, "after-transcript-prune")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        text = open(stack.path("log", "transcript.log")).read()
+        if "mail from" in text.lower():
+            break
+        time.sleep(0.2)
+    assert "mail from:<carol@outside.test>" in text.lower()
