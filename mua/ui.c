@@ -249,7 +249,7 @@ static void ui_prompt_complete(struct ui *ui)
 }
 
 /* Removes the last UTF-8 character of a buffer. */
-static void buf_drop_last_char(buf_t *b)
+void ui_buf_drop_last_char(buf_t *b)
 {
 	while (b->len > 0) {
 		unsigned char c = (unsigned char)b->data[--b->len];
@@ -261,7 +261,7 @@ static void buf_drop_last_char(buf_t *b)
 }
 
 /* Appends a wide character as UTF-8. */
-static void buf_append_wchar(buf_t *b, wint_t wc)
+void ui_buf_append_wchar(buf_t *b, wint_t wc)
 {
 	char mb[MB_LEN_MAX];
 	mbstate_t st;
@@ -286,13 +286,13 @@ static void ui_prompt_key(struct ui *ui, wint_t key, bool is_key_code)
 		ui->prompt_done(ui, NULL);
 	} else if ((is_key_code && key == KEY_BACKSPACE) || (!is_key_code &&
 		   (key == 127 || key == 8))) {
-		buf_drop_last_char(&ui->prompt_text);
+		ui_buf_drop_last_char(&ui->prompt_text);
 	} else if (!is_key_code && key == 21) { /* ^U */
 		buf_reset(&ui->prompt_text);
 	} else if (!is_key_code && key == '\t' && ui->prompt_addresses) {
 		ui_prompt_complete(ui);
 	} else if (!is_key_code && key >= 0x20 && ui->prompt_text.len < UI_PROMPT_MAX) {
-		buf_append_wchar(&ui->prompt_text, key);
+		ui_buf_append_wchar(&ui->prompt_text, key);
 	}
 	ui->dirty = true;
 }

@@ -17,6 +17,7 @@
 #include <uv.h>
 #include <wchar.h>
 
+#include "buffer.h"
 #include "compose.h"
 #include "mua.h"
 
@@ -154,6 +155,10 @@ struct ui {
 };
 
 /* ---- ui.c ---- */
+/* Removes the last UTF-8 character of a buffer (typed text). */
+void ui_buf_drop_last_char(buf_t *b);
+/* Appends a wide character as UTF-8 (an invalid one is skipped). */
+void ui_buf_append_wchar(buf_t *b, wint_t wc);
 void ui_enter_screen(struct ui *ui, enum ui_screen screen);
 void ui_status(struct ui *ui, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ui_prompt(struct ui *ui, const char *label, const char *initial, bool addresses,

@@ -705,13 +705,7 @@ bool ui_edit_key(struct ui *ui, wint_t key, bool is_key_code)
 		return true;
 	}
 	if ((is_key_code && key == KEY_BACKSPACE) || (!is_key_code && (key == 127 || key == 8))) {
-		while (b->len > 0) {
-			unsigned char c = (unsigned char)b->data[--b->len];
-			if ((c & 0xc0) != 0x80)
-				break;
-		}
-		if (b->data != NULL)
-			b->data[b->len] = '\0';
+		ui_buf_drop_last_char(b);
 		return true;
 	}
 	if (is_key_code && key == KEY_ENTER)
@@ -723,12 +717,7 @@ bool ui_edit_key(struct ui *ui, wint_t key, bool is_key_code)
 	if (key == '\r' || key == '\n') {
 		buf_append_char(b, '\n');
 	} else if (key >= 0x20 || key == '\t') {
-		char mb[MB_LEN_MAX];
-		mbstate_t st;
-		memset(&st, 0, sizeof(st));
-		size_t n = wcrtomb(mb, (wchar_t)key, &st);
-		if (n != (size_t)-1)
-			buf_append(b, mb, n);
+		ui_buf_append_wchar(b, key);
 	}
 	return true;
 }
