@@ -116,18 +116,45 @@ static void imapc_cmd_finish(imapc *cl, struct imapc_cmd *cmd, enum imapc_result
 	imapc_cmd_free(&cmd);
 }
 
+/* Queues a command first (it goes before what waits). */
+static void imapc_push_front(imapc *cl, struct imapc_cmd *cmd)
+{
+	cmd->next = cl->queue_head;
+	cl->queue_head = cmd;
+	if (cl->queue_tail == NULL)
+		cl->queue_tail = cmd;
+}
+
+/* Takes the first queued command off the queue, or NULL. */
+static struct imapc_cmd *imapc_dequeue(imapc *cl)
+{
+	struct imapc_cmd *cmd = cl->queue_head;
+	if (cmd == NULL)
+		return NULL;
+	cl->queue_head = cmd->next;
+	if (cl->queue_head == NULL)
+		cl->queue_tail = NULL;
+	cmd->next = NULL;
+	return cmd;
+}
+
+/* Queues a command last. */
+static void imapc_enqueue(imapc *cl, struct imapc_cmd *cmd)
+{
+	if (cl->queue_tail != NULL)
+		cl->queue_tail->next = cmd;
+	else
+		cl->queue_head = cmd;
+	cl->queue_tail = cmd;
+}
+
 /* Fails the running and every queued command (the connection is gone). */
 static void imapc_drop_all(imapc *cl, const char *why)
 {
 	if (cl->running != NULL)
 		imapc_cmd_finish(cl, cl->running, IMAPC_DROPPED, why);
-	while (cl->queue_head != NULL) {
-		struct imapc_cmd *cmd = cl->queue_head;
-		cl->queue_head = cmd->next;
-		if (cl->queue_head == NULL)
-			cl->queue_tail = NULL;
+	for (struct imapc_cmd *cmd; (cmd = imapc_dequeue(cl)) != NULL;)
 		imapc_cmd_finish(cl, cmd, IMAPC_DROPPED, why);
-	}
 }
 
 /* Parses a capability list ("IMAP4rev1 IDLE AUTH=PLAIN") into cl->caps. */
@@ -217,10 +244,7 @@ static void imapc_become_ready(imapc *cl)
 	if (imapc_has_capability(cl, "ID")) {
 		struct imapc_cmd *cmd = imapc_cmd_new(CMD_USER, "ID (\"name\" \"mailstack-mua\" "
 						      "\"version\" \"0.1\")");
-		cmd->next = cl->queue_head;
-		cl->queue_head = cmd;
-		if (cl->queue_tail == NULL)
-			cl->queue_tail = cmd;
+		imapc_push_front(cl, cmd);
 	}
 	imapc_enter(cl, IMAPC_READY, NULL);
 }
@@ -442,6 +466,16 @@ static void imapc_feed(imapc *cl, const char *data, size_t len)
 	}
 }
 
+/* Feeds a whole line (its CRLF put back) to the parser. */
+static void imapc_feed_line(imapc *cl, const char *line, size_t len)
+{
+	buf_t b = BUF_INIT;
+	buf_append(&b, line, len);
+	buf_append(&b, "\r\n", 2);
+	imapc_feed(cl, b.data, b.len);
+	buf_free(&b);
+}
+
 /* True when word (up to a space) equals name. */
 static bool word_is(const char *word, const char *name)
 {
@@ -457,11 +491,7 @@ static void imapc_on_line(conn *c, char *line, size_t len, bool crlf)
 		return;
 	mua_transcript_add("imap", 'S', line, len, false);
 	if (cl->in_data) {
-		buf_t b = BUF_INIT;
-		buf_append(&b, line, len);
-		buf_append(&b, "\r\n", 2);
-		imapc_feed(cl, b.data, b.len);
-		buf_free(&b);
+		imapc_feed_line(cl, line, len);
 		return;
 	}
 	if (line[0] == '+') {
@@ -509,11 +539,7 @@ static void imapc_on_line(conn *c, char *line, size_t len, bool crlf)
 			imapc_set_caps(cl, word, strlen(word));
 			return;
 		}
-		buf_t b = BUF_INIT;
-		buf_append(&b, line, len);
-		buf_append(&b, "\r\n", 2);
-		imapc_feed(cl, b.data, b.len);
-		buf_free(&b);
+		imapc_feed_line(cl, line, len);
 		return;
 	}
 	/* Tagged: "a12 OK text". */
@@ -665,12 +691,7 @@ static void imapc_pump(imapc *cl)
 		return;
 	}
 	if (cl->queue_head != NULL) {
-		struct imapc_cmd *cmd = cl->queue_head;
-		cl->queue_head = cmd->next;
-		if (cl->queue_head == NULL)
-			cl->queue_tail = NULL;
-		cmd->next = NULL;
-		imapc_send(cl, cmd);
+		imapc_send(cl, imapc_dequeue(cl));
 		return;
 	}
 	if (cl->selected && cl->idle_enabled && imapc_has_capability(cl, "IDLE")) {
@@ -754,11 +775,7 @@ void imapc_command(imapc *cl, const char *text, const char *literal, size_t lite
 		cl->selected = false;
 		cl->uidvalidity = 0;
 	}
-	if (cl->queue_tail != NULL)
-		cl->queue_tail->next = cmd;
-	else
-		cl->queue_head = cmd;
-	cl->queue_tail = cmd;
+	imapc_enqueue(cl, cmd);
 	if (cl->timer_is_idle) {
 		uv_timer_stop(&cl->sc.timer);
 		cl->timer_is_idle = false;
@@ -792,10 +809,7 @@ void imapc_logout(imapc *cl)
 		imapc_send(cl, cmd);
 	} else {
 		/* After the running command: put it first. */
-		cmd->next = cl->queue_head;
-		cl->queue_head = cmd;
-		if (cl->queue_tail == NULL)
-			cl->queue_tail = cmd;
+		imapc_push_front(cl, cmd);
 	}
 }
 

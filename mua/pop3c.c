@@ -100,18 +100,36 @@ static void pop3c_cmd_finish(pop3c *cl, struct pop3c_cmd *cmd, bool ok, const ch
 	pop3c_cmd_free(&cmd);
 }
 
+/* Takes the first queued command off the queue, or NULL. */
+static struct pop3c_cmd *pop3c_dequeue(pop3c *cl)
+{
+	struct pop3c_cmd *cmd = cl->queue_head;
+	if (cmd == NULL)
+		return NULL;
+	cl->queue_head = cmd->next;
+	if (cl->queue_head == NULL)
+		cl->queue_tail = NULL;
+	cmd->next = NULL;
+	return cmd;
+}
+
+/* Queues a command last. */
+static void pop3c_enqueue(pop3c *cl, struct pop3c_cmd *cmd)
+{
+	if (cl->queue_tail != NULL)
+		cl->queue_tail->next = cmd;
+	else
+		cl->queue_head = cmd;
+	cl->queue_tail = cmd;
+}
+
 /* Fails the running and every queued command. */
 static void pop3c_drop_all(pop3c *cl, const char *why)
 {
 	if (cl->running != NULL)
 		pop3c_cmd_finish(cl, cl->running, false, why, NULL, 0);
-	while (cl->queue_head != NULL) {
-		struct pop3c_cmd *cmd = cl->queue_head;
-		cl->queue_head = cmd->next;
-		if (cl->queue_head == NULL)
-			cl->queue_tail = NULL;
+	for (struct pop3c_cmd *cmd; (cmd = pop3c_dequeue(cl)) != NULL;)
 		pop3c_cmd_finish(cl, cmd, false, why, NULL, 0);
-	}
 }
 
 /* Makes a command record. */
@@ -440,12 +458,7 @@ static void pop3c_pump(pop3c *cl)
 	if ((cl->sc.state != IMAPC_READY && cl->sc.state != IMAPC_LOGOUT) || cl->sc.c == NULL ||
 	    cl->running != NULL || cl->queue_head == NULL)
 		return;
-	struct pop3c_cmd *cmd = cl->queue_head;
-	cl->queue_head = cmd->next;
-	if (cl->queue_head == NULL)
-		cl->queue_tail = NULL;
-	cmd->next = NULL;
-	pop3c_send(cl, cmd);
+	pop3c_send(cl, pop3c_dequeue(cl));
 }
 
 /* Makes a client. */
@@ -495,11 +508,7 @@ void pop3c_command(pop3c *cl, const char *text, bool multiline, pop3c_done_cb *d
 	struct pop3c_cmd *cmd = pop3c_cmd_new(P3_USER, text, multiline);
 	cmd->done = done;
 	cmd->arg = arg;
-	if (cl->queue_tail != NULL)
-		cl->queue_tail->next = cmd;
-	else
-		cl->queue_head = cmd;
-	cl->queue_tail = cmd;
+	pop3c_enqueue(cl, cmd);
 	pop3c_pump(cl);
 }
 
@@ -519,10 +528,6 @@ void pop3c_quit(pop3c *cl)
 		return;
 	pop3c_enter(cl, IMAPC_LOGOUT, NULL);
 	struct pop3c_cmd *cmd = pop3c_cmd_new(P3_QUIT, "QUIT", false);
-	if (cl->queue_tail != NULL)
-		cl->queue_tail->next = cmd;
-	else
-		cl->queue_head = cmd;
-	cl->queue_tail = cmd;
+	pop3c_enqueue(cl, cmd);
 	pop3c_pump(cl);
 }
