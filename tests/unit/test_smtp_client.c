@@ -474,18 +474,25 @@ static void tick_cb(uv_timer_t *t)
 {
 }
 
-/* Connects with opts and runs the loop until the session has closed. */
-static void run_session(struct run *r, const struct smtp_client_opts *opts)
+/* Connects with opts and callbacks and runs the loop until the session has closed. */
+static void run_session_with(struct run *r, const struct smtp_client_opts *opts,
+			     const struct smtp_client_callbacks *callbacks)
 {
 	buf_init(&r->transcript);
 	char *err = NULL;
-	assert_int_equal(smtp_client_connect_tcp(&loop, "127.0.0.1", srv_port, opts, &run_callbacks,
-						 r, &r->cl, &err),
+	assert_int_equal(smtp_client_connect_tcp(&loop, "127.0.0.1", srv_port, opts, callbacks, r,
+						 &r->cl, &err),
 			 0);
 	uint64_t deadline = uv_now(&loop) + WAIT_MS;
 	while (!r->closed && uv_now(&loop) < deadline)
 		uv_run(&loop, UV_RUN_ONCE);
 	assert_true(r->closed);
+}
+
+/* The same with the usual callbacks. */
+static void run_session(struct run *r, const struct smtp_client_opts *opts)
+{
+	run_session_with(r, opts, &run_callbacks);
 }
 
 /* Runs the loop until the server's log holds text (the server may read the
@@ -900,14 +907,7 @@ static void test_extensions(void **state)
 	struct run r = {0};
 	struct smtp_client_callbacks cbs = run_callbacks;
 	cbs.ready = ext_ready;
-	buf_init(&r.transcript);
-	char *err = NULL;
-	assert_int_equal(smtp_client_connect_tcp(&loop, "127.0.0.1", srv_port, &smtp_opts, &cbs, &r,
-						 &r.cl, &err),
-			 0);
-	uint64_t deadline = uv_now(&loop) + WAIT_MS;
-	while (!r.closed && uv_now(&loop) < deadline)
-		uv_run(&loop, UV_RUN_ONCE);
+	run_session_with(&r, &smtp_opts, &cbs);
 	assert_true(E.checked);
 	assert_true(E.size && E.size_param && E.auth_plain && E.dsn);
 	assert_false(E.auth_cram);
@@ -926,14 +926,7 @@ static void test_helo_fallback(void **state)
 	struct run r = {0};
 	struct smtp_client_callbacks cbs = run_callbacks;
 	cbs.ready = ext_ready;
-	buf_init(&r.transcript);
-	char *err = NULL;
-	assert_int_equal(smtp_client_connect_tcp(&loop, "127.0.0.1", srv_port, &smtp_opts, &cbs, &r,
-						 &r.cl, &err),
-			 0);
-	uint64_t deadline = uv_now(&loop) + WAIT_MS;
-	while (!r.closed && uv_now(&loop) < deadline)
-		uv_run(&loop, UV_RUN_ONCE);
+	run_session_with(&r, &smtp_opts, &cbs);
 	assert_true(E.checked);
 	assert_false(E.size || E.dsn || E.pipelining);
 	assert_non_null(strstr(buf_cstr(&S.log), "EHLO client.test\nHELO client.test\n"));
@@ -1001,15 +994,7 @@ static void test_abort_after_greeting(void **state)
 	struct run r = {.to_send = 1, .msg = message_to(two_rcpts, 1)};
 	struct smtp_client_callbacks cbs = run_callbacks;
 	cbs.greeted = abort_on_greeting;
-	buf_init(&r.transcript);
-	char *err = NULL;
-	assert_int_equal(smtp_client_connect_tcp(&loop, "127.0.0.1", srv_port, &smtp_opts, &cbs, &r,
-						 &r.cl, &err),
-			 0);
-	uint64_t deadline = uv_now(&loop) + WAIT_MS;
-	while (!r.closed && uv_now(&loop) < deadline)
-		uv_run(&loop, UV_RUN_ONCE);
-	assert_true(r.closed);
+	run_session_with(&r, &smtp_opts, &cbs);
 	assert_int_equal(r.failure, SMTP_CLIENT_ABORTED);
 	assert_int_equal(S.log.len, 0);
 	buf_free(&r.transcript);
