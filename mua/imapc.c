@@ -50,7 +50,7 @@ static const char *const imapc_state_names[] = {
 enum imapc_cmd_kind { CMD_USER, CMD_IDLE, CMD_CAPABILITY, CMD_STARTTLS, CMD_AUTH, CMD_LOGOUT };
 
 struct imapc_cmd {
-	struct imapc_cmd *next;
+	struct server_cmd_link link; /* first: the queue holds it */
 	enum imapc_cmd_kind kind;
 	char tag[16];
 	char *text;
@@ -69,7 +69,7 @@ struct imapc {
 	bool in_data;
 	char *caps;            /* " IMAP4REV1 IDLE ... " upper-cased, spaces around */
 	uint32_t uidvalidity;  /* from the last SELECT/EXAMINE's [UIDVALIDITY n], 0 = none */
-	struct imapc_cmd *queue_head, *queue_tail;
+	struct server_queue queue;
 	struct imapc_cmd *running;
 	unsigned tag_counter;
 	bool idle_enabled, idling, idle_done_sent;
@@ -116,36 +116,10 @@ static void imapc_cmd_finish(imapc *cl, struct imapc_cmd *cmd, enum imapc_result
 	imapc_cmd_free(&cmd);
 }
 
-/* Queues a command first (it goes before what waits). */
-static void imapc_push_front(imapc *cl, struct imapc_cmd *cmd)
-{
-	cmd->next = cl->queue_head;
-	cl->queue_head = cmd;
-	if (cl->queue_tail == NULL)
-		cl->queue_tail = cmd;
-}
-
 /* Takes the first queued command off the queue, or NULL. */
 static struct imapc_cmd *imapc_dequeue(imapc *cl)
 {
-	struct imapc_cmd *cmd = cl->queue_head;
-	if (cmd == NULL)
-		return NULL;
-	cl->queue_head = cmd->next;
-	if (cl->queue_head == NULL)
-		cl->queue_tail = NULL;
-	cmd->next = NULL;
-	return cmd;
-}
-
-/* Queues a command last. */
-static void imapc_enqueue(imapc *cl, struct imapc_cmd *cmd)
-{
-	if (cl->queue_tail != NULL)
-		cl->queue_tail->next = cmd;
-	else
-		cl->queue_head = cmd;
-	cl->queue_tail = cmd;
+	return (struct imapc_cmd *)server_queue_pop(&cl->queue);
 }
 
 /* Fails the running and every queued command (the connection is gone). */
@@ -244,7 +218,7 @@ static void imapc_become_ready(imapc *cl)
 	if (imapc_has_capability(cl, "ID")) {
 		struct imapc_cmd *cmd = imapc_cmd_new(CMD_USER, "ID (\"name\" \"mailstack-mua\" "
 						      "\"version\" \"0.1\")");
-		imapc_push_front(cl, cmd);
+		server_queue_push_front(&cl->queue, &cmd->link);
 	}
 	imapc_enter(cl, IMAPC_READY, NULL);
 }
@@ -313,7 +287,7 @@ static void imapc_continuation(imapc *cl, const char *text)
 	if (cmd->kind == CMD_IDLE) {
 		cl->idling = true;
 		conn_set_command_timeout(cl->sc.c, IMAPC_IDLE_RESTART_MS);
-		if (cl->queue_head != NULL && !cl->idle_done_sent) {
+		if (cl->queue.head != NULL && !cl->idle_done_sent) {
 			cl->idle_done_sent = true;
 			imapc_write_line(cl, "DONE", false);
 		}
@@ -654,7 +628,7 @@ static void imapc_timer_cb(uv_timer_t *t)
 	imapc *cl = t->data;
 	if (cl->timer_is_idle) {
 		cl->timer_is_idle = false;
-		if (cl->sc.state == IMAPC_READY && cl->running == NULL && cl->queue_head == NULL &&
+		if (cl->sc.state == IMAPC_READY && cl->running == NULL && cl->queue.head == NULL &&
 		    cl->selected && cl->idle_enabled && imapc_has_capability(cl, "IDLE"))
 			imapc_send_internal(cl, CMD_IDLE, "IDLE");
 		return;
@@ -683,14 +657,14 @@ static void imapc_pump(imapc *cl)
 	if ((cl->sc.state != IMAPC_READY && cl->sc.state != IMAPC_LOGOUT) || cl->sc.c == NULL)
 		return;
 	if (cl->running != NULL) {
-		if (cl->running->kind == CMD_IDLE && cl->idling && cl->queue_head != NULL &&
+		if (cl->running->kind == CMD_IDLE && cl->idling && cl->queue.head != NULL &&
 		    !cl->idle_done_sent) {
 			cl->idle_done_sent = true;
 			imapc_write_line(cl, "DONE", false);
 		}
 		return;
 	}
-	if (cl->queue_head != NULL) {
+	if (cl->queue.head != NULL) {
 		imapc_send(cl, imapc_dequeue(cl));
 		return;
 	}
@@ -775,7 +749,7 @@ void imapc_command(imapc *cl, const char *text, const char *literal, size_t lite
 		cl->selected = false;
 		cl->uidvalidity = 0;
 	}
-	imapc_enqueue(cl, cmd);
+	server_queue_push(&cl->queue, &cmd->link);
 	if (cl->timer_is_idle) {
 		uv_timer_stop(&cl->sc.timer);
 		cl->timer_is_idle = false;
@@ -787,8 +761,7 @@ void imapc_command(imapc *cl, const char *text, const char *literal, size_t lite
 size_t imapc_pending(const imapc *cl)
 {
 	size_t n = cl->running != NULL && cl->running->kind != CMD_IDLE ? 1 : 0;
-	for (const struct imapc_cmd *cmd = cl->queue_head; cmd != NULL; cmd = cmd->next)
-		n++;
+	n += server_queue_count(&cl->queue);
 	return n;
 }
 
@@ -809,7 +782,7 @@ void imapc_logout(imapc *cl)
 		imapc_send(cl, cmd);
 	} else {
 		/* After the running command: put it first. */
-		imapc_push_front(cl, cmd);
+		server_queue_push_front(&cl->queue, &cmd->link);
 	}
 }
 

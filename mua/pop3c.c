@@ -48,7 +48,7 @@ static const char *const pop3c_state_names[] = {
 enum pop3c_cmd_kind { P3_USER, P3_CAPA, P3_STLS, P3_AUTH, P3_USERNAME, P3_PASS, P3_QUIT };
 
 struct pop3c_cmd {
-	struct pop3c_cmd *next;
+	struct server_cmd_link link; /* first: the queue holds it */
 	enum pop3c_cmd_kind kind;
 	char *text;
 	bool multiline;
@@ -59,7 +59,7 @@ struct pop3c_cmd {
 
 struct pop3c {
 	struct server_conn sc; /* first: the conn's data is the client; only ev.on_state is used */
-	struct pop3c_cmd *queue_head, *queue_tail;
+	struct server_queue queue;
 	struct pop3c_cmd *running;
 	bool in_data;
 	buf_t data;
@@ -103,24 +103,7 @@ static void pop3c_cmd_finish(pop3c *cl, struct pop3c_cmd *cmd, bool ok, const ch
 /* Takes the first queued command off the queue, or NULL. */
 static struct pop3c_cmd *pop3c_dequeue(pop3c *cl)
 {
-	struct pop3c_cmd *cmd = cl->queue_head;
-	if (cmd == NULL)
-		return NULL;
-	cl->queue_head = cmd->next;
-	if (cl->queue_head == NULL)
-		cl->queue_tail = NULL;
-	cmd->next = NULL;
-	return cmd;
-}
-
-/* Queues a command last. */
-static void pop3c_enqueue(pop3c *cl, struct pop3c_cmd *cmd)
-{
-	if (cl->queue_tail != NULL)
-		cl->queue_tail->next = cmd;
-	else
-		cl->queue_head = cmd;
-	cl->queue_tail = cmd;
+	return (struct pop3c_cmd *)server_queue_pop(&cl->queue);
 }
 
 /* Fails the running and every queued command. */
@@ -456,7 +439,7 @@ static const struct server_proto pop3c_proto = {
 static void pop3c_pump(pop3c *cl)
 {
 	if ((cl->sc.state != IMAPC_READY && cl->sc.state != IMAPC_LOGOUT) || cl->sc.c == NULL ||
-	    cl->running != NULL || cl->queue_head == NULL)
+	    cl->running != NULL || cl->queue.head == NULL)
 		return;
 	pop3c_send(cl, pop3c_dequeue(cl));
 }
@@ -508,7 +491,7 @@ void pop3c_command(pop3c *cl, const char *text, bool multiline, pop3c_done_cb *d
 	struct pop3c_cmd *cmd = pop3c_cmd_new(P3_USER, text, multiline);
 	cmd->done = done;
 	cmd->arg = arg;
-	pop3c_enqueue(cl, cmd);
+	server_queue_push(&cl->queue, &cmd->link);
 	pop3c_pump(cl);
 }
 
@@ -516,8 +499,7 @@ void pop3c_command(pop3c *cl, const char *text, bool multiline, pop3c_done_cb *d
 size_t pop3c_pending(const pop3c *cl)
 {
 	size_t n = cl->running != NULL ? 1 : 0;
-	for (const struct pop3c_cmd *cmd = cl->queue_head; cmd != NULL; cmd = cmd->next)
-		n++;
+	n += server_queue_count(&cl->queue);
 	return n;
 }
 
@@ -528,6 +510,6 @@ void pop3c_quit(pop3c *cl)
 		return;
 	pop3c_enter(cl, IMAPC_LOGOUT, NULL);
 	struct pop3c_cmd *cmd = pop3c_cmd_new(P3_QUIT, "QUIT", false);
-	pop3c_enqueue(cl, cmd);
+	server_queue_push(&cl->queue, &cmd->link);
 	pop3c_pump(cl);
 }

@@ -15,6 +15,48 @@
 #include "buffer.h"
 #include "server_conn.h"
 
+/* Queues a command last. */
+void server_queue_push(struct server_queue *q, struct server_cmd_link *cmd)
+{
+	cmd->next = NULL;
+	if (q->tail != NULL)
+		q->tail->next = cmd;
+	else
+		q->head = cmd;
+	q->tail = cmd;
+}
+
+/* Queues a command first. */
+void server_queue_push_front(struct server_queue *q, struct server_cmd_link *cmd)
+{
+	cmd->next = q->head;
+	q->head = cmd;
+	if (q->tail == NULL)
+		q->tail = cmd;
+}
+
+/* Takes the first command off the queue, or NULL. */
+struct server_cmd_link *server_queue_pop(struct server_queue *q)
+{
+	struct server_cmd_link *cmd = q->head;
+	if (cmd == NULL)
+		return NULL;
+	q->head = cmd->next;
+	if (q->head == NULL)
+		q->tail = NULL;
+	cmd->next = NULL;
+	return cmd;
+}
+
+/* The number of commands waiting. */
+size_t server_queue_count(const struct server_queue *q)
+{
+	size_t n = 0;
+	for (const struct server_cmd_link *cmd = q->head; cmd != NULL; cmd = cmd->next)
+		n++;
+	return n;
+}
+
 /* Sets up sc inside its client. */
 void server_conn_init(struct server_conn *sc, const struct server_proto *proto, uv_loop_t *loop,
 		      struct mua_account *account, const struct imapc_events *ev, void *arg)

@@ -19,6 +19,25 @@
 #include "net.h"
 #include "mua.h"
 
+/* A FIFO of commands: each client's command record starts with a
+ * struct server_cmd_link, so the queue holds any of them. */
+struct server_cmd_link {
+	struct server_cmd_link *next;
+};
+
+struct server_queue {
+	struct server_cmd_link *head, *tail;
+};
+
+/* Queues a command last. */
+void server_queue_push(struct server_queue *q, struct server_cmd_link *cmd);
+/* Queues a command first (it goes before what waits). */
+void server_queue_push_front(struct server_queue *q, struct server_cmd_link *cmd);
+/* Takes the first command off the queue, or NULL. */
+struct server_cmd_link *server_queue_pop(struct server_queue *q);
+/* The number of commands waiting. */
+size_t server_queue_count(const struct server_queue *q);
+
 /* What tells one protocol from the other. */
 struct server_proto {
 	const char *name;              /* "imap": transcript and net.h */
