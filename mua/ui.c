@@ -106,6 +106,22 @@ int ui_put(int y, int x, int width, const char *text, bool pad)
 	return used;
 }
 
+/* The next character of UTF-8 text: its length in bytes, its columns in
+ * *cols_r (an invalid byte, a NUL or an unprintable character counts one). */
+size_t ui_next_char(const char *text, size_t len, mbstate_t *st, int *cols_r)
+{
+	wchar_t wc;
+	size_t n = mbrtowc(&wc, text, len, st);
+	if (n == (size_t)-1 || n == (size_t)-2 || n == 0) {
+		memset(st, 0, sizeof(*st));
+		*cols_r = 1;
+		return 1;
+	}
+	int w = wcwidth(wc);
+	*cols_r = w < 0 ? 1 : w;
+	return n;
+}
+
 /* Columns of the first n bytes of UTF-8 text (invalid bytes count one). */
 static int ui_text_width(const char *text, size_t n)
 {
@@ -114,17 +130,9 @@ static int ui_text_width(const char *text, size_t n)
 	int cols = 0;
 	size_t pos = 0;
 	while (pos < n) {
-		wchar_t wc;
-		size_t k = mbrtowc(&wc, text + pos, n - pos, &st);
-		if (k == (size_t)-1 || k == (size_t)-2 || k == 0) {
-			memset(&st, 0, sizeof(st));
-			k = 1;
-			cols++;
-		} else {
-			int w = wcwidth(wc);
-			cols += w < 0 ? 1 : w;
-		}
-		pos += k;
+		int w;
+		pos += ui_next_char(text + pos, n - pos, &st, &w);
+		cols += w;
 	}
 	return cols;
 }

@@ -155,6 +155,9 @@ struct ui {
 };
 
 /* ---- ui.c ---- */
+/* The next character of UTF-8 text: its length in bytes, its columns in
+ * *cols_r (an invalid byte, a NUL or an unprintable character counts one). */
+size_t ui_next_char(const char *text, size_t len, mbstate_t *st, int *cols_r);
 /* Removes the last UTF-8 character of a buffer (typed text). */
 void ui_buf_drop_last_char(buf_t *b);
 /* Appends a wide character as UTF-8 (an invalid one is skipped). */

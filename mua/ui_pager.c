@@ -24,18 +24,8 @@ static size_t ui_fit(const char *text, size_t len, int width)
 	size_t pos = 0;
 	int used = 0;
 	while (pos < len) {
-		wchar_t wc;
-		size_t n = mbrtowc(&wc, text + pos, len - pos, &st);
-		int w;
-		if (n == (size_t)-1 || n == (size_t)-2 || n == 0) {
-			memset(&st, 0, sizeof(st));
-			n = 1;
-			w = 1;
-		} else {
-			w = wc == L'\t' ? 1 : wcwidth(wc);
-			if (w < 0)
-				w = 1;
-		}
+		int w; /* a tab counts one: wcwidth gives it -1 */
+		size_t n = ui_next_char(text + pos, len - pos, &st, &w);
 		if (used + w > width && pos > 0)
 			break;
 		used += w;
