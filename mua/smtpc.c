@@ -1,51 +1,47 @@
-/* smtpc.c: sending one message over SMTP submission (RFC 6409) with
- * STARTTLS (RFC 3207) and AUTH PLAIN (RFC 4954), asynchronously.
+/* smtpc.c: sending one message over SMTP submission (RFC 6409) for the mua,
+ * on the project's one SMTP client (common/smtp_client.h), which does the
+ * conversation: greeting, EHLO, STARTTLS (RFC 3207) or implicit TLS, AUTH
+ * (RFC 4954), MAIL, every RCPT, DATA, the dot-stuffed body and QUIT. This
+ * file picks the options from the account and turns the client's results
+ * into the one line the owner shows.
  *
  * States (job->state; changed only by smtpc_enter, which notes it):
  *
- *   CONNECTING --implicit--> TLS --> GREETING --220--> EHLO
- *   EHLO --STARTTLS mode--> STARTTLS --220, handshake--> EHLO (again, over TLS)
- *   EHLO --> AUTH --235--> MAIL --250--> RCPT (each) --250--> DATA --354--> BODY
- *   BODY --250--> QUIT --> DONE;  any failure --> QUIT/close with the reply as message
+ *   CONNECTING --ready--> SENDING --message_done--> QUITTING --closed--> DONE
+ *   any --closed--> DONE
  *
- * The done callback runs exactly once, from the close callback, so the owner
- * never sees the connection again. Multi-line replies are gathered until the
- * line with a space after the code. */
-#include <ctype.h>
+ * Invariants: the message is handed over at most once (the first ready); the
+ * first outcome recorded wins (a refusal or the success from message_done,
+ * else the reason the session ended); the done callback runs exactly once,
+ * from the closed callback (or from smtpc_send when no session started), and
+ * the job is freed right after it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "buffer.h"
 #include "net.h"
-#include "sasl.h"
+#include "smtp_client.h"
+#include "tls.h"
 #include "mua.h"
 
-#define SMTPC_MAX_LINE 4096
-#define SMTPC_REPLY_TIMEOUT_MS 60000
-#define SMTPC_DATA_TIMEOUT_MS 600000
+/* RFC 5321 4.5.3.2 timeouts times this: about 60 s for a command's reply,
+ * two minutes for the reply to the final dot. */
+#define SMTPC_TIMEOUT_SCALE 0.2
+/* The AUTH mechanism the mua uses (over TLS). */
+#define SMTPC_AUTH_MECHANISM "PLAIN"
 
 enum smtpc_state {
 	SMTPC_CONNECTING,
-	SMTPC_TLS,
-	SMTPC_GREETING,
-	SMTPC_EHLO,
-	SMTPC_STARTTLS,
-	SMTPC_AUTH,
-	SMTPC_MAIL,
-	SMTPC_RCPT,
-	SMTPC_DATA,
-	SMTPC_BODY,
-	SMTPC_QUIT,
+	SMTPC_SENDING,
+	SMTPC_QUITTING,
 	SMTPC_DONE,
 };
 
 static const char *const smtpc_state_names[] = {
-	[SMTPC_CONNECTING] = "connecting", [SMTPC_TLS] = "tls",   [SMTPC_GREETING] = "greeting",
-	[SMTPC_EHLO] = "ehlo",             [SMTPC_STARTTLS] = "starttls",
-	[SMTPC_AUTH] = "auth",             [SMTPC_MAIL] = "mail", [SMTPC_RCPT] = "rcpt",
-	[SMTPC_DATA] = "data",             [SMTPC_BODY] = "body", [SMTPC_QUIT] = "quit",
+	[SMTPC_CONNECTING] = "connecting",
+	[SMTPC_SENDING] = "sending",
+	[SMTPC_QUITTING] = "quitting",
 	[SMTPC_DONE] = "done",
 };
 
@@ -55,13 +51,11 @@ struct smtpc_job {
 	tls_ctx *tls;
 	char *from;
 	char **rcpts;
-	size_t rcpt_count, rcpt_next;
+	size_t rcpt_count;
 	char *message;
 	size_t len;
-	bool ehlo_starttls, ehlo_auth_plain, tls_done;
-	buf_t reply;          /* the reply's text lines so far */
 	bool ok;
-	char *result;
+	char *result;      /* the outcome's line; NULL until known */
 	smtpc_done_cb *done;
 	void *arg;
 };
@@ -75,15 +69,6 @@ static void smtpc_enter(struct smtpc_job *j, enum smtpc_state state)
 	j->state = state;
 }
 
-/* Writes a command line and records it. */
-static void smtpc_write(conn *c, const char *line, bool secret)
-{
-	mua_transcript_add("smtp", 'C', line, strlen(line), secret);
-	conn_write_str(c, line);
-	conn_write_str(c, "\r\n");
-	conn_set_command_timeout(c, SMTPC_REPLY_TIMEOUT_MS);
-}
-
 /* Records the outcome (the first one wins). */
 static void smtpc_result(struct smtpc_job *j, bool ok, const char *msg)
 {
@@ -93,251 +78,15 @@ static void smtpc_result(struct smtpc_job *j, bool ok, const char *msg)
 	j->result = xstrdup(msg);
 }
 
-/* Fails with the server's reply and closes politely. */
-static void smtpc_fail(struct smtpc_job *j, conn *c, const char *what)
+/* Records "<what> refused: <reply>". */
+static void smtpc_refused(struct smtpc_job *j, const char *what,
+			  const struct smtp_client_reply *reply)
 {
-	char *msg = xasprintf("%s refused: %s", what, buf_cstr(&j->reply));
+	char *line = smtp_client_reply_oneline(reply);
+	char *msg = xasprintf("%s refused: %s", what, line);
 	smtpc_result(j, false, msg);
 	free(msg);
-	smtpc_enter(j, SMTPC_QUIT);
-	smtpc_write(c, "QUIT", false);
-}
-
-/* Sends AUTH, or goes straight to MAIL when there is nothing to authenticate with. */
-static void smtpc_after_ehlo(struct smtpc_job *j, conn *c)
-{
-	if (j->account->send_tls == MUA_TLS_STARTTLS && !j->tls_done) {
-		if (!j->ehlo_starttls) {
-			smtpc_result(j, false, "the SMTP server does not offer STARTTLS "
-				     "(password not sent)");
-			smtpc_enter(j, SMTPC_QUIT);
-			smtpc_write(c, "QUIT", false);
-			return;
-		}
-		smtpc_enter(j, SMTPC_STARTTLS);
-		smtpc_write(c, "STARTTLS", false);
-		return;
-	}
-	if (j->account->password != NULL && j->ehlo_auth_plain) {
-		sasl_client *sc = sasl_client_new("PLAIN", j->account->login, j->account->password);
-		char *ir = sasl_client_initial(sc);
-		char *line = xasprintf("AUTH PLAIN %s", ir);
-		smtpc_enter(j, SMTPC_AUTH);
-		smtpc_write(c, line, false);
-		explicit_bzero(line, strlen(line));
-		explicit_bzero(ir, strlen(ir));
-		free(line);
-		free(ir);
-		sasl_client_free(&sc);
-		return;
-	}
-	char *line = xasprintf("MAIL FROM:<%s>", j->from);
-	smtpc_enter(j, SMTPC_MAIL);
-	smtpc_write(c, line, false);
 	free(line);
-}
-
-/* Sends the next RCPT, or DATA after the last. */
-static void smtpc_next_rcpt(struct smtpc_job *j, conn *c)
-{
-	if (j->rcpt_next < j->rcpt_count) {
-		char *line = xasprintf("RCPT TO:<%s>", j->rcpts[j->rcpt_next++]);
-		smtpc_enter(j, SMTPC_RCPT);
-		smtpc_write(c, line, false);
-		free(line);
-		return;
-	}
-	smtpc_enter(j, SMTPC_DATA);
-	smtpc_write(c, "DATA", false);
-}
-
-/* Sends the message with dot-stuffing (RFC 5321 4.5.2) and the final dot. */
-static void smtpc_send_body(struct smtpc_job *j, conn *c)
-{
-	buf_t b = BUF_INIT;
-	buf_reserve(&b, j->len + j->len / 50 + 8);
-	bool line_start = true;
-	for (size_t i = 0; i < j->len; i++) {
-		char ch = j->message[i];
-		if (line_start && ch == '.')
-			buf_append_char(&b, '.');
-		if (ch == '\n' && (i == 0 || j->message[i - 1] != '\r'))
-			buf_append_char(&b, '\r');
-		buf_append_char(&b, ch);
-		line_start = ch == '\n';
-	}
-	if (!line_start)
-		buf_append_str(&b, "\r\n");
-	buf_append_str(&b, ".\r\n");
-	conn_write_quiet(c, b.data, b.len);
-	mua_transcript_note("(message of %zu bytes sent)", j->len);
-	mua_transcript_add("smtp", 'C', ".", 1, false);
-	buf_free(&b);
-	smtpc_enter(j, SMTPC_BODY);
-	conn_set_command_timeout(c, SMTPC_DATA_TIMEOUT_MS);
-}
-
-/* Reads EHLO keywords from one reply line's text. */
-static void smtpc_ehlo_keyword(struct smtpc_job *j, const char *text)
-{
-	if (strncasecmp(text, "STARTTLS", 8) == 0 && (text[8] == '\0' || text[8] == ' '))
-		j->ehlo_starttls = true;
-	if (strncasecmp(text, "AUTH ", 5) == 0 || strncasecmp(text, "AUTH=", 5) == 0) {
-		for (const char *p = text + 5; *p != '\0'; p++)
-			if (strncasecmp(p, "PLAIN", 5) == 0 && (p == text + 5 || p[-1] == ' ') &&
-			    (p[5] == '\0' || p[5] == ' '))
-				j->ehlo_auth_plain = true;
-	}
-}
-
-/* A whole reply arrived: act by state. */
-static void smtpc_reply(struct smtpc_job *j, conn *c, int code)
-{
-	conn_set_command_timeout(c, 0);
-	switch (j->state) {
-	case SMTPC_GREETING:
-		if (code != 220) {
-			smtpc_fail(j, c, "greeting");
-			return;
-		}
-		smtpc_enter(j, SMTPC_EHLO);
-		smtpc_write(c, "EHLO localhost", false);
-		return;
-	case SMTPC_EHLO:
-		if (code != 250) {
-			smtpc_fail(j, c, "EHLO");
-			return;
-		}
-		smtpc_after_ehlo(j, c);
-		return;
-	case SMTPC_STARTTLS:
-		if (code != 220) {
-			smtpc_fail(j, c, "STARTTLS");
-			return;
-		}
-		if (conn_start_tls_client(c, j->tls, j->account->send_host) < 0) {
-			smtpc_result(j, false, "cannot start TLS");
-			conn_abort(c);
-		}
-		return;
-	case SMTPC_AUTH:
-		if (code != 235) {
-			smtpc_fail(j, c, "login");
-			return;
-		}
-		{
-			char *line = xasprintf("MAIL FROM:<%s>", j->from);
-			smtpc_enter(j, SMTPC_MAIL);
-			smtpc_write(c, line, false);
-			free(line);
-		}
-		return;
-	case SMTPC_MAIL:
-		if (code != 250) {
-			smtpc_fail(j, c, "sender");
-			return;
-		}
-		smtpc_next_rcpt(j, c);
-		return;
-	case SMTPC_RCPT:
-		if (code != 250 && code != 251) {
-			char *what = xasprintf("recipient %s", j->rcpts[j->rcpt_next - 1]);
-			smtpc_fail(j, c, what);
-			free(what);
-			return;
-		}
-		smtpc_next_rcpt(j, c);
-		return;
-	case SMTPC_DATA:
-		if (code != 354) {
-			smtpc_fail(j, c, "DATA");
-			return;
-		}
-		smtpc_send_body(j, c);
-		return;
-	case SMTPC_BODY:
-		if (code != 250) {
-			smtpc_fail(j, c, "message");
-			return;
-		}
-		smtpc_result(j, true, buf_cstr(&j->reply));
-		smtpc_enter(j, SMTPC_QUIT);
-		smtpc_write(c, "QUIT", false);
-		return;
-	case SMTPC_QUIT:
-		smtpc_enter(j, SMTPC_DONE);
-		conn_close(c);
-		return;
-	default:
-		return;
-	}
-}
-
-/* One reply line: gather until the last line of the reply. */
-static void smtpc_on_line(conn *c, char *line, size_t len, bool crlf)
-{
-	struct smtpc_job *j = conn_data(c);
-	if (j == NULL)
-		return;
-	mua_transcript_add("smtp", 'S', line, len, false);
-	if (len < 3 || !isdigit((unsigned char)line[0]) || !isdigit((unsigned char)line[1]) ||
-	    !isdigit((unsigned char)line[2])) {
-		buf_reset(&j->reply);
-		buf_append(&j->reply, line, len);
-		smtpc_result(j, false, "malformed reply from the SMTP server");
-		conn_abort(c);
-		return;
-	}
-	const char *text = len > 4 ? line + 4 : "";
-	if (j->state == SMTPC_EHLO)
-		smtpc_ehlo_keyword(j, text);
-	if (j->reply.len > 0)
-		buf_append_char(&j->reply, ' ');
-	buf_append(&j->reply, line, len);
-	if (len > 3 && line[3] == '-')
-		return;
-	int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
-	smtpc_reply(j, c, code);
-	buf_reset(&j->reply);
-}
-
-static void smtpc_on_line_too_long(conn *c)
-{
-	struct smtpc_job *j = conn_data(c);
-	if (j != NULL)
-		smtpc_result(j, false, "over-long reply from the SMTP server");
-	conn_abort(c);
-}
-
-/* TLS is up: greeting next (implicit), or EHLO again (STARTTLS). */
-static void smtpc_on_tls_ready(conn *c)
-{
-	struct smtpc_job *j = conn_data(c);
-	if (j == NULL)
-		return;
-	j->tls_done = true;
-	mua_transcript_note("TLS %s %s", conn_tls_version(c), conn_tls_cipher(c));
-	if (j->state == SMTPC_TLS) {
-		smtpc_enter(j, SMTPC_GREETING);
-		conn_set_command_timeout(c, SMTPC_REPLY_TIMEOUT_MS);
-		return;
-	}
-	j->ehlo_auth_plain = false;
-	j->ehlo_starttls = false;
-	smtpc_enter(j, SMTPC_EHLO);
-	smtpc_write(c, "EHLO localhost", false);
-}
-
-static void smtpc_on_timeout(conn *c)
-{
-	struct smtpc_job *j = conn_data(c);
-	if (j != NULL) {
-		char *msg = xasprintf("the SMTP server does not answer (%s)",
-				      smtpc_state_names[j->state]);
-		smtpc_result(j, false, msg);
-		free(msg);
-	}
-	conn_abort(c);
 }
 
 /* Frees a job. */
@@ -352,67 +101,201 @@ static void smtpc_job_free(struct smtpc_job **jp)
 		free(j->rcpts[i]);
 	free(j->rcpts);
 	free(j->message);
-	buf_free(&j->reply);
 	free(j->result);
 	free(j);
 	*jp = NULL;
 }
 
-/* Calls the owner once with the outcome and frees the job. */
+/* Calls the owner once with the outcome (fallback when none was recorded)
+ * and frees the job. */
 static void smtpc_finish(struct smtpc_job *j, const char *fallback)
 {
+	smtpc_enter(j, SMTPC_DONE);
 	smtpc_result(j, false, fallback);
 	j->done(j->arg, j->ok, j->result);
 	smtpc_job_free(&j);
 }
 
-/* The connection closed: report. */
-static void smtpc_on_close(conn *c)
+/* ---- the client's callbacks ---- */
+
+/* Each line sent or received goes to the transcript (secrets arrive masked). */
+static void smtpc_on_transcript(smtp_client *cl, char dir, const char *line, size_t len,
+				void *arg)
 {
-	struct smtpc_job *j = conn_data(c);
-	if (j == NULL)
+	(void)cl;
+	(void)arg;
+	mua_transcript_add("smtp", dir, line, len, false);
+}
+
+/* Idle: hand over the message the first time, quit after it. */
+static void smtpc_on_ready(smtp_client *cl, void *arg)
+{
+	struct smtpc_job *j = arg;
+	if (j->state != SMTPC_CONNECTING) {
+		smtpc_enter(j, SMTPC_QUITTING);
+		smtp_client_quit(cl);
 		return;
-	conn_set_data(c, NULL);
-	char *msg;
-	if ((j->state == SMTPC_TLS || j->state == SMTPC_STARTTLS) && !j->tls_done) {
-		msg = mua_tls_failure_message(j->account->send_host, j->account->send_port, c);
-	} else {
-		msg = xasprintf("connection to SMTP server lost (%s)", smtpc_state_names[j->state]);
 	}
+	conn *c = smtp_client_conn(cl);
+	if (c != NULL && smtp_client_is_tls(cl))
+		mua_transcript_note("TLS %s %s", conn_tls_version(c), conn_tls_cipher(c));
+	struct smtp_client_message msg = {
+		.sender = j->from,
+		.rcpts = (const char *const *)j->rcpts,
+		.rcpt_count = j->rcpt_count,
+		.data = j->message,
+		.len = j->len,
+	};
+	smtpc_enter(j, SMTPC_SENDING);
+	smtp_client_send(cl, &msg);
+	mua_transcript_note("(message of %zu bytes sent)", j->len);
+}
+
+/* Whether a reply is there and is not a success. */
+static bool smtpc_reply_failed(const struct smtp_client_reply *r, int success)
+{
+	return r->code != 0 && r->code / 100 != success / 100;
+}
+
+/* The transaction ended: success only when every recipient got a 2xx at the
+ * end of DATA; otherwise the first refusal, in the order of the commands. */
+static void smtpc_on_message_done(smtp_client *cl, const struct smtp_client_result *result,
+				  void *arg)
+{
+	(void)cl;
+	struct smtpc_job *j = arg;
+	if (smtpc_reply_failed(result->mail, 250)) {
+		smtpc_refused(j, "sender", result->mail);
+		return;
+	}
+	for (size_t i = 0; i < result->rcpt_count; i++) {
+		const struct smtp_client_rcpt_result *rr = &result->rcpts[i];
+		if (rr->stage == SMTP_STAGE_RCPT && !rr->accepted) {
+			char *what = xasprintf("recipient %s",
+					       i < j->rcpt_count ? j->rcpts[i] : "?");
+			smtpc_refused(j, what, &rr->reply);
+			free(what);
+			return;
+		}
+	}
+	if (smtpc_reply_failed(result->data, 354)) {
+		smtpc_refused(j, "DATA", result->data);
+		return;
+	}
+	if (smtpc_reply_failed(result->final, 250)) {
+		smtpc_refused(j, "message", result->final);
+		return;
+	}
+	if (!result->complete)
+		return; /* the closed callback says why */
+	for (size_t i = 0; i < result->rcpt_count; i++) {
+		const struct smtp_client_rcpt_result *rr = &result->rcpts[i];
+		if (rr->stage != SMTP_STAGE_END_OF_DATA || rr->reply.code / 100 != 2) {
+			smtpc_result(j, false, "the message was not accepted for every recipient");
+			return;
+		}
+	}
+	char *line = smtp_client_reply_oneline(result->final);
+	smtpc_result(j, result->rcpt_count > 0, line);
+	free(line);
+}
+
+/* What a refused command means to the user. */
+static const struct {
+	const char *command;
+	const char *what;
+} smtpc_commands[] = {
+	{ "greeting", "greeting" },
+	{ "EHLO", "EHLO" },
+	{ "HELO", "HELO" },
+	{ "STARTTLS", "STARTTLS" },
+	{ "AUTH", "login" },
+	{ "RSET", "RSET" },
+};
+
+/* How each way of ending reads: the text, then the error after ": " or the
+ * state in parentheses. */
+enum smtpc_detail { SMTPC_DETAIL_NONE, SMTPC_DETAIL_ERROR, SMTPC_DETAIL_STATE };
+
+static const struct {
+	const char *text;
+	enum smtpc_detail detail;
+} smtpc_endings[] = {
+	[SMTP_CLIENT_QUIT] = { "the SMTP session ended before the message was sent",
+			       SMTPC_DETAIL_NONE },
+	[SMTP_CLIENT_CONNECT] = { "cannot connect to SMTP server", SMTPC_DETAIL_ERROR },
+	[SMTP_CLIENT_REFUSED] = { "the SMTP server refused", SMTPC_DETAIL_STATE },
+	[SMTP_CLIENT_NO_TLS] = { "the SMTP server does not offer STARTTLS (password not sent)",
+				 SMTPC_DETAIL_NONE },
+	[SMTP_CLIENT_TLS_FAILED] = { "TLS with the SMTP server failed", SMTPC_DETAIL_ERROR },
+	[SMTP_CLIENT_NO_AUTH] = { "the SMTP server offers no AUTH " SMTPC_AUTH_MECHANISM
+				  " (password not sent)", SMTPC_DETAIL_NONE },
+	[SMTP_CLIENT_AUTH_FAILED] = { "SMTP login failed", SMTPC_DETAIL_ERROR },
+	[SMTP_CLIENT_LOST] = { "connection to SMTP server lost", SMTPC_DETAIL_STATE },
+	[SMTP_CLIENT_TIMEOUT] = { "the SMTP server does not answer", SMTPC_DETAIL_STATE },
+	[SMTP_CLIENT_PROTOCOL] = { "malformed reply from the SMTP server", SMTPC_DETAIL_ERROR },
+	[SMTP_CLIENT_ABORTED] = { "sending aborted", SMTPC_DETAIL_ERROR },
+};
+
+/* The line for a session that ended without an outcome (caller frees). */
+static char *smtpc_end_message(struct smtpc_job *j, smtp_client *cl,
+			       const struct smtp_client_end *end)
+{
+	if (end->failure == SMTP_CLIENT_REFUSED && end->reply != NULL) {
+		const char *what = end->command != NULL ? end->command : "command";
+		for (size_t i = 0; i < sizeof(smtpc_commands) / sizeof(smtpc_commands[0]); i++)
+			if (end->command != NULL &&
+			    strcmp(end->command, smtpc_commands[i].command) == 0)
+				what = smtpc_commands[i].what;
+		char *line = smtp_client_reply_oneline(end->reply);
+		char *msg = xasprintf("%s refused: %s", what, line);
+		free(line);
+		return msg;
+	}
+	conn *c = smtp_client_conn(cl);
+	if (end->failure == SMTP_CLIENT_TLS_FAILED && c != NULL)
+		return mua_tls_failure_message(j->account->send_host, j->account->send_port, c);
+	size_t n = sizeof(smtpc_endings) / sizeof(smtpc_endings[0]);
+	if ((size_t)end->failure >= n || smtpc_endings[end->failure].text == NULL)
+		return xstrdup("the SMTP session ended");
+	const char *text = smtpc_endings[end->failure].text;
+	switch (smtpc_endings[end->failure].detail) {
+	case SMTPC_DETAIL_ERROR:
+		return xasprintf("%s: %s", text, end->error != NULL ? end->error : "error");
+	case SMTPC_DETAIL_STATE:
+		return xasprintf("%s (%s)", text, end->state != NULL ? end->state : "?");
+	case SMTPC_DETAIL_NONE:
+	default:
+		return xstrdup(text);
+	}
+}
+
+/* The session is over: report to the owner (cl is freed after this). */
+static void smtpc_on_closed(smtp_client *cl, const struct smtp_client_end *end, void *arg)
+{
+	struct smtpc_job *j = arg;
+	char *msg = smtpc_end_message(j, cl, end);
 	smtpc_finish(j, msg);
 	free(msg);
 }
 
-static const struct conn_handlers smtpc_handlers = {
-	.on_line = smtpc_on_line,
-	.on_line_too_long = smtpc_on_line_too_long,
-	.on_tls_ready = smtpc_on_tls_ready,
-	.on_timeout = smtpc_on_timeout,
-	.on_close = smtpc_on_close,
+static const struct smtp_client_callbacks smtpc_callbacks = {
+	.ready = smtpc_on_ready,
+	.message_done = smtpc_on_message_done,
+	.closed = smtpc_on_closed,
+	.transcript = smtpc_on_transcript,
 };
 
-/* Connected (or not). */
-static void smtpc_connected(conn *c, int status, const char *err, void *arg)
+/* The client's TLS mode for the account's. */
+static enum smtp_client_tls_mode smtpc_tls_mode(enum mua_tls_mode mode)
 {
-	struct smtpc_job *j = arg;
-	if (status < 0) {
-		char *msg = xasprintf("cannot connect to SMTP server: %s", err != NULL ? err :
-				      "error");
-		smtpc_finish(j, msg);
-		free(msg);
-		return;
-	}
-	conn_set_data(c, j);
-	if (j->account->send_tls == MUA_TLS_IMPLICIT) {
-		smtpc_enter(j, SMTPC_TLS);
-		if (conn_start_tls_client(c, j->tls, j->account->send_host) < 0) {
-			smtpc_result(j, false, "cannot start TLS");
-			conn_abort(c);
-		}
-		return;
-	}
-	smtpc_enter(j, SMTPC_GREETING);
-	conn_set_command_timeout(c, SMTPC_REPLY_TIMEOUT_MS);
+	static const enum smtp_client_tls_mode modes[] = {
+		[MUA_TLS_NONE] = SMTP_CLIENT_TLS_NONE,
+		[MUA_TLS_STARTTLS] = SMTP_CLIENT_TLS_REQUIRED,
+		[MUA_TLS_IMPLICIT] = SMTP_CLIENT_TLS_IMPLICIT,
+	};
+	return (size_t)mode < sizeof(modes) / sizeof(modes[0]) ? modes[mode] :
+	       SMTP_CLIENT_TLS_REQUIRED;
 }
 
 /* Starts sending one message. */
@@ -433,6 +316,10 @@ void smtpc_send(uv_loop_t *loop, struct mua_account *account, const char *from,
 	j->len = len;
 	j->done = done;
 	j->arg = arg;
+	if (count == 0) {
+		smtpc_finish(j, "no recipients");
+		return;
+	}
 	if (account->send_tls != MUA_TLS_NONE) {
 		char *err = NULL;
 		j->tls = tls_ctx_client_new(account->tls_verify, account->tls_ca_file, &err);
@@ -444,9 +331,30 @@ void smtpc_send(uv_loop_t *loop, struct mua_account *account, const char *from,
 			return;
 		}
 	}
+	bool auth = account->password != NULL;
+	struct smtp_client_opts opts = {
+		.protocol = SMTP_CLIENT_SMTP,
+		.helo_name = "localhost",
+		.tls_mode = smtpc_tls_mode(account->send_tls),
+		.tls = j->tls,
+		.tls_server_name = account->send_host,
+		.auth_user = auth ? account->login : NULL,
+		.auth_password = auth ? account->password : NULL,
+		.auth_mechanism = SMTPC_AUTH_MECHANISM,
+		.timeout_scale = SMTPC_TIMEOUT_SCALE,
+		.require_all_rcpts = true,
+		.normalize_newlines = true,
+	};
 	mua_transcript_note("connecting to %s:%d for submission", account->send_host,
 			    account->send_port);
-	if (net_connect_tcp(loop, account->send_host, account->send_port, "smtp", SMTPC_MAX_LINE,
-			    &smtpc_handlers, j, smtpc_connected, j) < 0)
-		smtpc_finish(j, "cannot connect to the SMTP server");
+	smtp_client *cl = NULL;
+	char *err = NULL;
+	if (smtp_client_connect_tcp(loop, account->send_host, account->send_port, &opts,
+				    &smtpc_callbacks, j, &cl, &err) < 0) {
+		char *msg = xasprintf("cannot connect to SMTP server: %s",
+				      err != NULL ? err : "error");
+		free(err);
+		smtpc_finish(j, msg);
+		free(msg);
+	}
 }
