@@ -40,9 +40,6 @@ enum mta_port {
 #define SMTP_MAX_COMMAND_LINE 2048
 /* RFC 5321 4.5.3.1.6: a text line is at most 1000 octets with its CRLF. */
 #define SMTP_MAX_TEXT_LINE 998
-/* Replies we read as a client: lines and lines per reply. */
-#define SMTP_MAX_REPLY_LINE 2048
-#define SMTP_MAX_REPLY_LINES 64
 
 struct trusted_net {
 	int family;
@@ -156,34 +153,6 @@ void queue_job_free(struct queue_job **job);
 void queue_msg_destroy(struct queue_msg **m);
 
 /* ---- outbound.c: what the LMTP and SMTP clients share ---- */
-struct smtp_reply {
-	int code;        /* 0 until complete */
-	buf_t text;      /* every line joined with "\n", codes included */
-	size_t lines;
-	bool malformed;
-};
-/* Feeds one reply line: 1 when the reply is complete, 0 for more, -1 malformed. */
-int smtp_reply_feed(struct smtp_reply *r, const char *line, size_t len);
-void smtp_reply_reset(struct smtp_reply *r);
-/* The enhanced status code in the reply ("5.1.1"), or a default from the code. */
-void smtp_reply_status(const struct smtp_reply *r, char *out, size_t cap);
-/* The reply as one line for logs and DSNs ("550 5.1.1 No such user"). */
-char *smtp_reply_oneline(const struct smtp_reply *r);
-
-struct body_sender {
-	conn *c;
-	const char *data;
-	size_t len;
-	size_t off;
-	bool line_start;
-	void (*done)(void *arg);
-	void *arg;
-};
-/* Sends data dot-stuffed (RFC 5321 4.5.2) and the final ".", streaming with
- * backpressure; done is called once everything is queued for writing. */
-void body_sender_start(struct body_sender *bs, conn *c, const char *data, size_t len,
-		       void (*done)(void *arg), void *arg);
-
 struct delivery_rcpt {
 	struct queue_rcpt *rcpt; /* points into the message */
 	int code;                /* 0 = no result yet */

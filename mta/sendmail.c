@@ -1,6 +1,7 @@
 /* sendmail: the traditional command for scripts and cron jobs. Reads a
  * message on standard input and submits it to the running mta over its local
- * submit socket (DATADIR/run/submit.sock, SMTP, trusted: no AUTH).
+ * submit socket (DATADIR/run/submit.sock, SMTP, trusted: no AUTH), through
+ * the project's one SMTP client (smtp_client.h).
  *
  *   sendmail [-t] [-i|-oi] [-f sender] [-F "Full Name"] [--dir DATADIR] [recipient...]
  *
@@ -9,9 +10,9 @@
  * message was refused; EX_TEMPFAIL the mta is down or said "try later";
  * EX_PROTOCOL a reply made no sense; EX_CONFIG no readable config.
  *
- * The conversation is a state machine driven by replies:
- *   GREETING -> EHLO -> MAIL -> RCPT (each) -> DATA -> BODY -> QUIT */
-#include <errno.h>
+ * States: CONNECTING (until the session is ready) -> SENDING (one message
+ * handed to the client) -> QUITTING -> CLOSED. The exit status only gets
+ * worse: a later failure never turns an error back into success. */
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,36 +26,36 @@
 #include "config.h"
 #include "header.h"
 #include "log.h"
-#include "mta.h"
-#include "net.h"
+#include "smtp_client.h"
 
 /* The largest message read from standard input. */
 #define SENDMAIL_MAX_MESSAGE (256L * 1024 * 1024)
-#define SENDMAIL_TIMEOUT_MS (120 * 1000)
+/* Times the RFC 5321 timeouts: about two minutes for each command's reply. */
+#define SENDMAIL_TIMEOUT_SCALE 0.4
 #define SENDMAIL_MAX_RCPTS 1000
 
 enum sendmail_state {
-	SM_GREETING,
-	SM_EHLO,
-	SM_MAIL,
-	SM_RCPT,
-	SM_DATA,
-	SM_BODY,
-	SM_QUIT,
+	SM_CONNECTING,
+	SM_SENDING,
+	SM_QUITTING,
+	SM_CLOSED,
+};
+
+static const char *const sendmail_state_names[] = {
+	[SM_CONNECTING] = "CONNECTING",
+	[SM_SENDING] = "SENDING",
+	[SM_QUITTING] = "QUITTING",
+	[SM_CLOSED] = "CLOSED",
 };
 
 struct sendmail {
 	enum sendmail_state state;
-	struct smtp_reply reply;
 	char *sender;
 	char **rcpts;
 	size_t rcpt_count;
-	size_t rcpt_index;
-	size_t accepted;
 	buf_t message;
-	struct body_sender bs;
 	int status;      /* exit status so far */
-	bool finished;
+	bool finished;   /* the mta took the message */
 	char hostname[256];
 };
 
@@ -64,14 +65,29 @@ static void sendmail_usage(void)
 	      stderr);
 }
 
-/* Reports a reply and remembers the exit status it means. */
-static void sendmail_fail(struct sendmail *sm, int status, const char *what)
+/* Moves to a new state and logs the transition. */
+static void sendmail_set_state(struct sendmail *sm, enum sendmail_state state)
 {
-	char *one = smtp_reply_oneline(&sm->reply);
-	fprintf(stderr, "sendmail: %s: %s\n", what, one);
-	free(one);
+	log_debug(0, "sendmail: %s -> %s", sendmail_state_names[sm->state],
+		  sendmail_state_names[state]);
+	sm->state = state;
+}
+
+/* Remembers an exit status unless a worse one is already set. */
+static void sendmail_set_status(struct sendmail *sm, int status)
+{
 	if (sm->status == EX_OK || sm->status == EX_NOUSER)
 		sm->status = status;
+}
+
+/* Reports a reply and remembers the exit status it means. */
+static void sendmail_fail(struct sendmail *sm, int status, const char *what,
+			  const struct smtp_client_reply *reply)
+{
+	char *one = smtp_client_reply_oneline(reply);
+	fprintf(stderr, "sendmail: %s: %s\n", what, one);
+	free(one);
+	sendmail_set_status(sm, status);
 }
 
 /* Status for a failed reply: 4xx may pass, 5xx does not. */
@@ -80,146 +96,106 @@ static int sendmail_status_for(int code, int permanent)
 	return code / 100 == 4 ? EX_TEMPFAIL : permanent;
 }
 
-static void sendmail_quit(struct sendmail *sm, conn *c)
+/* The session is idle: hand it the message once, then quit. */
+static void sendmail_on_ready(smtp_client *cl, void *arg)
 {
-	sm->state = SM_QUIT;
-	conn_write_str(c, "QUIT\r\n");
-	conn_close(c);
+	struct sendmail *sm = arg;
+	if (sm->state != SM_CONNECTING) {
+		sendmail_set_state(sm, SM_QUITTING);
+		smtp_client_quit(cl);
+		return;
+	}
+	struct smtp_client_message msg = {
+		.sender = sm->sender,
+		.rcpts = (const char *const *)sm->rcpts,
+		.rcpt_count = sm->rcpt_count,
+		.data = sm->message.data != NULL ? sm->message.data : "",
+		.len = sm->message.len,
+	};
+	sendmail_set_state(sm, SM_SENDING);
+	smtp_client_send(cl, &msg);
 }
 
-static void sendmail_body_sent(void *arg)
+/* Turns the transaction's replies into messages and the exit status. */
+static void sendmail_on_message_done(smtp_client *cl, const struct smtp_client_result *result,
+				     void *arg)
 {
-	(void)arg;
+	struct sendmail *sm = arg;
+	(void)cl;
+	if (result->mail->code != 0 && result->mail->code / 100 != 2) {
+		sendmail_fail(sm, sendmail_status_for(result->mail->code, EX_DATAERR),
+			      "sender refused", result->mail);
+		return;
+	}
+	for (size_t i = 0; i < result->rcpt_count; i++) {
+		const struct smtp_client_rcpt_result *r = &result->rcpts[i];
+		if (r->accepted || r->stage != SMTP_STAGE_RCPT)
+			continue;
+		char *what = xasprintf("recipient <%s> refused", sm->rcpts[i]);
+		sendmail_fail(sm, sendmail_status_for(r->reply.code, EX_NOUSER), what, &r->reply);
+		free(what);
+	}
+	if (result->accepted == 0)
+		return;
+	if (result->data->code != 0 && result->data->code != 354) {
+		sendmail_fail(sm, sendmail_status_for(result->data->code, EX_DATAERR), "DATA",
+			      result->data);
+		return;
+	}
+	if (result->final->code == 0)
+		return; /* the session broke: closed says how */
+	if (result->final->code / 100 != 2)
+		sendmail_fail(sm, sendmail_status_for(result->final->code, EX_DATAERR),
+			      "message refused", result->final);
+	else
+		sm->finished = true;
 }
 
-static void sendmail_on_line(conn *c, char *line, size_t len, bool crlf)
+/* The session ended: reports why when the message did not get through. */
+static void sendmail_on_closed(smtp_client *cl, const struct smtp_client_end *end, void *arg)
 {
-	struct sendmail *sm = conn_data(c);
-	int rc = smtp_reply_feed(&sm->reply, line, len);
-	if (rc < 0) {
+	struct sendmail *sm = arg;
+	(void)cl;
+	sendmail_set_state(sm, SM_CLOSED);
+	switch (end->failure) {
+	case SMTP_CLIENT_CONNECT:
+		fprintf(stderr, "sendmail: cannot reach the mta: %s\n",
+			end->error != NULL ? end->error : "error");
+		sm->status = EX_TEMPFAIL;
+		return;
+	case SMTP_CLIENT_REFUSED:
+		if (end->command != NULL && strcmp(end->command, "greeting") == 0)
+			sendmail_fail(sm, sendmail_status_for(end->reply->code, EX_UNAVAILABLE),
+				      "greeting", end->reply);
+		else if (!sm->finished)
+			sendmail_fail(sm, sendmail_status_for(end->reply->code, EX_PROTOCOL),
+				      end->command != NULL ? end->command : "reply", end->reply);
+		return;
+	case SMTP_CLIENT_TIMEOUT:
+		fprintf(stderr, "sendmail: timeout talking to the mta\n");
+		sm->status = EX_TEMPFAIL;
+		return;
+	case SMTP_CLIENT_PROTOCOL:
 		fprintf(stderr, "sendmail: malformed reply from the mta\n");
 		sm->status = EX_PROTOCOL;
-		conn_abort(c);
 		return;
-	}
-	if (rc == 0)
-		return;
-	int code = sm->reply.code;
-	switch (sm->state) {
-	case SM_GREETING:
-		if (code != 220) {
-			sendmail_fail(sm, sendmail_status_for(code, EX_UNAVAILABLE), "greeting");
-			sendmail_quit(sm, c);
-			break;
-		}
-		conn_printf(c, "EHLO %s\r\n", sm->hostname);
-		sm->state = SM_EHLO;
-		break;
-	case SM_EHLO:
-		if (code != 250) {
-			sendmail_fail(sm, sendmail_status_for(code, EX_PROTOCOL), "EHLO");
-			sendmail_quit(sm, c);
-			break;
-		}
-		conn_printf(c, "MAIL FROM:<%s>\r\n", sm->sender);
-		sm->state = SM_MAIL;
-		break;
-	case SM_MAIL:
-		if (code != 250) {
-			sendmail_fail(sm, sendmail_status_for(code, EX_DATAERR), "sender refused");
-			sendmail_quit(sm, c);
-			break;
-		}
-		sm->state = SM_RCPT;
-		conn_printf(c, "RCPT TO:<%s>\r\n", sm->rcpts[sm->rcpt_index]);
-		break;
-	case SM_RCPT:
-		if (code / 100 == 2) {
-			sm->accepted++;
-		} else {
-			char *what = xasprintf("recipient <%s> refused", sm->rcpts[sm->rcpt_index]);
-			sendmail_fail(sm, sendmail_status_for(code, EX_NOUSER), what);
-			free(what);
-		}
-		if (++sm->rcpt_index < sm->rcpt_count) {
-			conn_printf(c, "RCPT TO:<%s>\r\n", sm->rcpts[sm->rcpt_index]);
-			break;
-		}
-		if (sm->accepted == 0) {
-			sendmail_quit(sm, c);
-			break;
-		}
-		conn_write_str(c, "DATA\r\n");
-		sm->state = SM_DATA;
-		break;
-	case SM_DATA:
-		if (code != 354) {
-			sendmail_fail(sm, sendmail_status_for(code, EX_DATAERR), "DATA");
-			sendmail_quit(sm, c);
-			break;
-		}
-		sm->state = SM_BODY;
-		body_sender_start(&sm->bs, c, sm->message.data, sm->message.len, sendmail_body_sent,
-				  sm);
-		break;
-	case SM_BODY:
-		if (code / 100 != 2)
-			sendmail_fail(sm, sendmail_status_for(code, EX_DATAERR), "message refused");
-		else
-			sm->finished = true;
-		sendmail_quit(sm, c);
-		break;
-	case SM_QUIT:
+	default:
 		break;
 	}
-	smtp_reply_reset(&sm->reply);
-}
-
-static void sendmail_on_line_too_long(conn *c)
-{
-	struct sendmail *sm = conn_data(c);
-	sm->status = EX_PROTOCOL;
-	conn_abort(c);
-}
-
-static void sendmail_on_timeout(conn *c)
-{
-	struct sendmail *sm = conn_data(c);
-	fprintf(stderr, "sendmail: timeout talking to the mta\n");
-	sm->status = EX_TEMPFAIL;
-	conn_abort(c);
-}
-
-static void sendmail_on_close(conn *c)
-{
-	struct sendmail *sm = conn_data(c);
 	if (!sm->finished && sm->status == EX_OK) {
 		fprintf(stderr, "sendmail: the mta closed the connection\n");
 		sm->status = EX_TEMPFAIL;
 	}
 }
 
-static const struct conn_handlers sendmail_handlers = {
-	.on_line = sendmail_on_line,
-	.on_line_too_long = sendmail_on_line_too_long,
-	.on_timeout = sendmail_on_timeout,
-	.on_close = sendmail_on_close,
+static const struct smtp_client_callbacks sendmail_callbacks = {
+	.ready = sendmail_on_ready,
+	.message_done = sendmail_on_message_done,
+	.closed = sendmail_on_closed,
 };
 
-static void sendmail_connected(conn *c, int status, const char *err, void *arg)
-{
-	struct sendmail *sm = arg;
-	if (status < 0) {
-		fprintf(stderr, "sendmail: cannot reach the mta: %s\n", err != NULL ? err : "error");
-		sm->status = EX_TEMPFAIL;
-		return;
-	}
-	conn_set_command_timeout(c, SENDMAIL_TIMEOUT_MS);
-	conn_set_idle_timeout(c, SENDMAIL_TIMEOUT_MS);
-}
-
-/* Reads standard input, making every line end in CRLF; without -i a line
- * holding only "." ends the message. */
+/* Reads standard input; without -i a line holding only "." ends the message.
+ * Lines keep their ends: the client sends a bare LF as CRLF. */
 static int sendmail_read_message(buf_t *out, bool dot_ends)
 {
 	char *line = NULL;
@@ -227,25 +203,21 @@ static int sendmail_read_message(buf_t *out, bool dot_ends)
 	ssize_t n;
 	while ((n = getline(&line, &cap, stdin)) > 0) {
 		size_t len = (size_t)n;
-		bool had_nl = line[len - 1] == '\n';
-		if (had_nl)
-			len--;
-		if (len > 0 && line[len - 1] == '\r')
-			len--;
-		if (dot_ends && had_nl && len == 1 && line[0] == '.')
+		if (dot_ends && ((len == 2 && memcmp(line, ".\n", 2) == 0) ||
+				 (len == 3 && memcmp(line, ".\r\n", 3) == 0)))
 			break;
-		if (out->len + len + 2 > (size_t)SENDMAIL_MAX_MESSAGE) {
+		if (out->len + len > (size_t)SENDMAIL_MAX_MESSAGE) {
 			free(line);
 			fprintf(stderr, "sendmail: message too large\n");
 			return -1;
 		}
 		buf_append(out, line, len);
-		buf_append(out, "\r\n", 2);
 	}
 	free(line);
 	return 0;
 }
 
+/* Adds a recipient once (case-insensitively), up to SENDMAIL_MAX_RCPTS. */
 static void sendmail_add_rcpt(struct sendmail *sm, const char *address)
 {
 	if (sm->rcpt_count >= SENDMAIL_MAX_RCPTS)
@@ -389,11 +361,21 @@ int main(int argc, char **argv)
 	log_init("sendmail", NULL, LOG_WARN, NULL);
 
 	char *socket_path = xasprintf("%s/run/submit.sock", datadir);
+	struct smtp_client_opts opts = {
+		.protocol = SMTP_CLIENT_SMTP,
+		.helo_name = sm.hostname,
+		.tls_mode = SMTP_CLIENT_TLS_NONE,
+		.timeout_scale = SENDMAIL_TIMEOUT_SCALE,
+		.normalize_newlines = true,
+		.transcript_proto = "sendmail",
+	};
 	uv_loop_t loop;
 	uv_loop_init(&loop);
-	if (net_connect_unix(&loop, socket_path, "sendmail", SMTP_MAX_REPLY_LINE, &sendmail_handlers,
-			     &sm, sendmail_connected, &sm) < 0) {
-		fprintf(stderr, "sendmail: cannot reach the mta at %s\n", socket_path);
+	smtp_client *cl = NULL;
+	if (smtp_client_connect_unix(&loop, socket_path, &opts, &sendmail_callbacks, &sm, &cl,
+				     &err) < 0) {
+		fprintf(stderr, "sendmail: cannot reach the mta at %s: %s\n", socket_path, err);
+		free(err);
 		sm.status = EX_TEMPFAIL;
 	} else {
 		uv_run(&loop, UV_RUN_DEFAULT);
@@ -405,7 +387,6 @@ int main(int argc, char **argv)
 	free(sm.rcpts);
 	free(sm.sender);
 	buf_free(&sm.message);
-	buf_free(&sm.reply.text);
 	config_free(&cfg);
 	log_close();
 	return sm.status;
