@@ -726,12 +726,6 @@ static bool log_file_starts_before(const char *path, int64_t cutoff)
 	return before;
 }
 
-int log_events_prune(const char *log_dir, int64_t retention_seconds, unsigned settle_ms,
-		     size_t *removed_r, char **err_r)
-{
-	return log_prune_file(log_dir, "events.log", retention_seconds, settle_ms, removed_r, err_r);
-}
-
 int log_prune_file(const char *log_dir, const char *name, int64_t retention_seconds,
 		   unsigned settle_ms, size_t *removed_r, char **err_r)
 {

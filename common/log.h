@@ -61,14 +61,12 @@ char *log_mask_line(const char *proto, const char *line, size_t len);
  * log_kv. Also logs it at info level. */
 void log_event(const char *id, const char *event, ...) __attribute__((sentinel));
 
-/* Drops lifecycle events older than retention_seconds (log.event_retention).
- * events.log is moved aside (writers follow to a new file within a second;
- * settle_ms waits for that), and what is kept of it and of the previous
- * archive is written to events.log.1. Blocking: run it off the event loop.
- * *removed_r counts the dropped events. */
-int log_events_prune(const char *log_dir, int64_t retention_seconds, unsigned settle_ms,
-		     size_t *removed_r, char **err_r);
-/* The same for any log of timestamped lines in log_dir (transcript.log). */
+/* Drops the lines of LOG_DIR/name (events.log, transcript.log) older than
+ * retention_seconds. The file is moved aside (writers follow to a new file
+ * within a second; settle_ms waits for that), and what is kept of it and of
+ * the previous archive is written to name.1. Nothing is moved when nothing is
+ * old enough. Blocking: run it off the event loop. *removed_r counts the
+ * dropped lines. */
 int log_prune_file(const char *log_dir, const char *name, int64_t retention_seconds,
 		   unsigned settle_ms, size_t *removed_r, char **err_r);
 /* The event files to read, oldest first (events.log.1, events.log.old while a

@@ -32,6 +32,10 @@ struct config;
 /* Loads DATADIR/mailstack.conf after checking that the data directory exists
  * and is readable; prints "mailctl: ..." and returns -1 on any error. */
 int ctl_load_config(const char *datadir, struct config **cfg_r);
+/* `trace --prune` and `transcript --prune`: drops the lines of DATADIR/log/file
+ * older than the config key's retention and says how many ("events"). */
+int ctl_prune_log(const char *datadir, const char *file, const char *retention_key,
+		  const char *what);
 /* When run as root, gives path to the owner of the data directory (the
  * daemons' server.run_as user once they have started), so that files mailctl
  * creates stay usable by daemons that dropped privileges. */

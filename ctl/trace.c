@@ -155,8 +155,8 @@ static void free_files(char **files)
 	free(files);
 }
 
-/* `mailctl trace --prune`: drops events older than log.event_retention. */
-static int trace_prune(const char *datadir)
+int ctl_prune_log(const char *datadir, const char *file, const char *retention_key,
+		  const char *what)
 {
 	struct config *cfg = NULL;
 	if (ctl_load_config(datadir, &cfg) < 0)
@@ -164,14 +164,13 @@ static int trace_prune(const char *datadir)
 	char *log_dir = xasprintf("%s/log", datadir);
 	size_t removed = 0;
 	char *err = NULL;
-	int rc = log_events_prune(log_dir, config_int(cfg, "log.event_retention"), 1500, &removed,
-				  &err);
+	int64_t retention = config_int(cfg, retention_key);
+	int rc = log_prune_file(log_dir, file, retention, 1500, &removed, &err);
 	if (rc < 0) {
 		fprintf(stderr, "mailctl: %s\n", err);
 		free(err);
 	} else {
-		printf("pruned %zu events older than %lld seconds\n", removed,
-		       (long long)config_int(cfg, "log.event_retention"));
+		printf("pruned %zu %s older than %lld seconds\n", removed, what, (long long)retention);
 	}
 	free(log_dir);
 	config_free(&cfg);
@@ -471,7 +470,7 @@ int cmd_trace(int argc, char **argv, const char *datadir)
 	}
 	const char *wanted = optind < argc ? argv[optind] : NULL;
 	if (prune && wanted == NULL && !last)
-		return trace_prune(datadir);
+		return ctl_prune_log(datadir, "events.log", "log.event_retention", "events");
 	if ((wanted == NULL) == !last || optind + (wanted != NULL) < argc || prune) {
 		trace_usage(stderr);
 		return 1;

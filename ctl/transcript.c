@@ -213,29 +213,6 @@ static void transcript_usage(FILE *out)
 	      out);
 }
 
-/* `mailctl transcript --prune`: drops lines older than log.transcript_retention. */
-static int transcript_prune(const char *datadir)
-{
-	struct config *cfg = NULL;
-	if (ctl_load_config(datadir, &cfg) < 0)
-		return 1;
-	char *log_dir = xasprintf("%s/log", datadir);
-	size_t removed = 0;
-	char *err = NULL;
-	int64_t retention = config_int(cfg, "log.transcript_retention");
-	int rc = log_prune_file(log_dir, "transcript.log", retention, 1500, &removed, &err);
-	if (rc < 0) {
-		fprintf(stderr, "mailctl: %s\n", err);
-		free(err);
-	} else {
-		printf("pruned %zu transcript lines older than %lld seconds\n", removed,
-		       (long long)retention);
-	}
-	free(log_dir);
-	config_free(&cfg);
-	return rc < 0 ? 1 : 0;
-}
-
 int cmd_transcript(int argc, char **argv, const char *datadir)
 {
 	static const struct option options[] = {
@@ -262,7 +239,9 @@ int cmd_transcript(int argc, char **argv, const char *datadir)
 		case 'n': follow = false; break;
 		case 'a': all = true; break;
 		case 'l': last = true; follow = false; break;
-		case 'P': return optind == argc ? transcript_prune(datadir) : 1;
+		case 'P':
+			return ctl_prune_log(datadir, "transcript.log", "log.transcript_retention",
+					     "transcript lines");
 		case 'd': break; /* handled by main.c */
 		case 'h': transcript_usage(stdout); return 0;
 		default: transcript_usage(stderr); return 1;
