@@ -257,8 +257,13 @@ struct thread_input {
 	const char *in_reply_to;
 	const char *references;
 	const char *subject;
-	int64_t date;
+	int64_t date;          /* the Date header (unix seconds); 0 = missing or garbled */
+	int64_t internal_date; /* INTERNALDATE, the fallback; 0 = unknown */
+	uint32_t uid;          /* the last fallback (0 = the position decides) */
 };
+
+/* The orders the index offers (mutt's sort=threads, date, mailbox-order). */
+enum mua_sort { MUA_SORT_THREADS, MUA_SORT_DATE, MUA_SORT_ARRIVAL, MUA_SORT_COUNT };
 
 /* Orders n messages as threads: order_r[k] is the index of the k-th row and
  * depth_r[k] its depth (roots by date of their first message, children by
@@ -267,6 +272,17 @@ void thread_order(const struct thread_input *in, size_t n, size_t **order_r,
 		  unsigned **depth_r);
 /* The subject without Re:/Fwd: prefixes and list tags, for the fallback. */
 char *thread_base_subject(const char *subject);
+/* Orders n messages by date, oldest first: the Date header, else INTERNALDATE
+ * (a message with neither counts as the oldest), ties by UID, then position.
+ * order_r[k] is the index of the k-th row; caller frees it. */
+void thread_date_order(const struct thread_input *in, size_t n, size_t **order_r);
+/* A Date field's value as unix seconds; 0 when missing (NULL) or garbled. */
+int64_t thread_date_value(const char *date);
+/* An IMAP INTERNALDATE ("17-Jul-1996 02:44:25 -0700") as unix seconds; 0 when
+ * missing or garbled. */
+int64_t thread_internaldate_value(const char *internaldate);
+/* The name of an order for the status line ("threads", "date", "arrival"). */
+const char *mua_sort_name(enum mua_sort sort);
 
 /* ---- search patterns (pattern.c) ---- */
 

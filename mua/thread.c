@@ -6,13 +6,19 @@
  * had a Re:/Fwd: prefix) the earliest message with the same base subject.
  * A parent link that would close a cycle is dropped. Rows are then written
  * depth-first: roots by date, children by date. Ids are matched through a
- * sorted array (n log n), so 100,000 messages thread quickly. */
+ * sorted array (n log n), so 100,000 messages thread quickly.
+ *
+ * "By date" everywhere here means the Date header, else INTERNALDATE (a
+ * message with neither counts as the oldest), ties broken by UID and then by
+ * position, so that the order is total and stable. thread_date_order is the
+ * index's flat date order (mutt's sort=date: oldest first). */
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "buffer.h"
+#include "header.h"
 #include "mua.h"
 
 #define THREAD_MAX_DEPTH 1000
@@ -102,13 +108,75 @@ static size_t last_known_id(const struct id_entry *ids, size_t n, const char *te
 /* qsort has no context argument: the input being threaded. */
 static const struct thread_input *sort_input;
 
-/* Orders indexes by date, then by position. */
+/* The time a message sorts by: its Date header, else its INTERNALDATE. */
+static int64_t sort_time(const struct thread_input *m)
+{
+	return m->date != 0 ? m->date : m->internal_date;
+}
+
+/* Orders indexes by date, then by UID, then by position. */
 static int index_by_date(const void *a, const void *b)
 {
 	size_t x = *(const size_t *)a, y = *(const size_t *)b;
-	if (sort_input[x].date != sort_input[y].date)
-		return sort_input[x].date < sort_input[y].date ? -1 : 1;
+	int64_t tx = sort_time(&sort_input[x]), ty = sort_time(&sort_input[y]);
+	if (tx != ty)
+		return tx < ty ? -1 : 1;
+	if (sort_input[x].uid != sort_input[y].uid)
+		return sort_input[x].uid < sort_input[y].uid ? -1 : 1;
 	return x < y ? -1 : x > y;
+}
+
+/* Orders n messages by date (see mua.h). */
+void thread_date_order(const struct thread_input *in, size_t n, size_t **order_r)
+{
+	size_t *order = xmalloc((n + 1) * sizeof(*order));
+	for (size_t i = 0; i < n; i++)
+		order[i] = i;
+	sort_input = in;
+	qsort(order, n, sizeof(*order), index_by_date);
+	*order_r = order;
+}
+
+/* A Date field's value as unix seconds; 0 when missing or garbled. */
+int64_t thread_date_value(const char *date)
+{
+	int64_t t;
+	int tz;
+	if (date == NULL || header_parse_date(date, &t, &tz) < 0)
+		return 0;
+	return t;
+}
+
+#define THREAD_INTERNALDATE_MAX 64
+
+/* An INTERNALDATE as unix seconds: "dd-Mon-yyyy" read as a Date field's
+ * "dd Mon yyyy" (RFC 3501 date-time); 0 when missing or garbled. */
+int64_t thread_internaldate_value(const char *internaldate)
+{
+	if (internaldate == NULL || strlen(internaldate) >= THREAD_INTERNALDATE_MAX)
+		return 0;
+	char text[THREAD_INTERNALDATE_MAX];
+	strcpy(text, internaldate);
+	/* Only the two dashes of the date part; the zone's sign stays. */
+	char *p = text;
+	for (int dashes = 0; dashes < 2; dashes++) {
+		p = strchr(p, '-');
+		if (p == NULL || p - text > 11)
+			return 0;
+		*p++ = ' ';
+	}
+	return thread_date_value(text);
+}
+
+/* The name of an order for the status line. */
+const char *mua_sort_name(enum mua_sort sort)
+{
+	static const char *const names[MUA_SORT_COUNT] = {
+		[MUA_SORT_THREADS] = "threads",
+		[MUA_SORT_DATE] = "date",
+		[MUA_SORT_ARRIVAL] = "arrival",
+	};
+	return sort < MUA_SORT_COUNT ? names[sort] : "?";
 }
 
 struct base_entry {

@@ -341,7 +341,7 @@ static const char *const ui_help_lines[] = {
 	"  f           forward (inline or as an attachment)",
 	"  d / u       delete / undelete       $           expunge deleted messages",
 	"  s / C       move / copy to a folder F           flag / unflag",
-	"  N           mark read / unread      o           sort: threads / date",
+	"  N           mark read / unread      o           sort: threads/date/arrival",
 	"  /  n        search, next match      l           limit (empty or ~A: all)",
 	"  c / y       folders (Enter opens)   R           resume a postponed draft",
 	"  G           check for new mail now  A           next account",
@@ -469,7 +469,7 @@ static void ui_status_bar(struct ui *ui, int y)
 		snprintf(bar, sizeof(bar), "-*- %s: %s [Msgs:%u New:%u Del:%u]%s%s (%s) -- %s",
 			 ui->account->address, folder, ui->exists,
 			 unseen, deleted, ui->limited ? " Lim:" : "",
-			 ui->limited ? ui->limit_pattern : "", ui->threaded ? "threads" : "date",
+			 ui->limited ? ui->limit_pattern : "", ui_sort_label(ui),
 			 ui_conn_names[ui->conn_state]);
 	free(folder);
 	attron(A_REVERSE);
@@ -859,7 +859,7 @@ int mua_ui_run(uv_loop_t *loop, struct mua_accounts *accounts, struct mua_accoun
 	ui->loop = loop;
 	ui->accounts = accounts;
 	ui->account = first;
-	ui->threaded = true;
+	ui->sort = MUA_SORT_THREADS;
 	initscr();
 	cbreak();
 	noecho();

@@ -42,7 +42,8 @@ struct ui_msg {
 	/* thread headers (BODY.PEEK[HEADER.FIELDS ...]) */
 	bool have_thread;
 	char *message_id, *in_reply_to, *references, *thread_subject;
-	int64_t thread_time;
+	int64_t thread_time;   /* the Date header; 0 = missing or garbled */
+	int64_t internal_time; /* INTERNALDATE; 0 = unknown */
 };
 
 struct ui_folder {
@@ -106,8 +107,8 @@ struct ui {
 	struct ui_msg **msgs;
 	size_t msgs_cap;
 	size_t cursor, top;
-	bool threaded;
-	size_t *thread_rows;   /* row -> index (seq - 1) */
+	enum mua_sort sort;    /* threads and date need every message's thread headers */
+	size_t *thread_rows;   /* row -> index (seq - 1), in the order of sort */
 	unsigned *thread_depth;
 	size_t thread_count;   /* rows in thread_rows (== exists when valid) */
 	uint32_t thread_next;  /* next sequence to fetch thread headers for */
@@ -203,8 +204,11 @@ void ui_index_free(struct ui *ui);
 void ui_index_reset(struct ui *ui);
 /* Frees the cache kept over a reconnect. */
 void ui_stash_free(struct ui *ui);
-/* Orders the rows as threads from the cached header fields. */
+/* Orders the rows (threads or date, as ui->sort says) from the cached header fields. */
 void ui_thread_compute(struct ui *ui);
+/* The order for the status line: "threads", "date", "arrival", with
+ * ", sorting…" while the rows still wait for the headers they sort by. */
+const char *ui_sort_label(const struct ui *ui);
 /* Asks for a folder and moves (s) or copies (C) the current message there. */
 void ui_copy_start(struct ui *ui, bool move);
 /* Asks inline or attachment, then forwards the current message. */

@@ -1,12 +1,16 @@
 /* ui_index.c: the folder index and the folder list.
  *
  * The index shows one row per message (or per message matching the limit),
- * in arrival order or as threads. Only rows on screen are fetched: drawing
+ * in one of three orders (ui->sort): arrival (sequence numbers), date (the
+ * Date header, else INTERNALDATE; oldest first) or threads. Only rows on screen are fetched: drawing
  * notes which visible slots are empty and asks for exactly those
  * (FETCH set (UID FLAGS ENVELOPE RFC822.SIZE BODYSTRUCTURE)). Threading needs
- * every message's ids, so their header fields are fetched in batches of
- * UI_THREAD_BATCH in the background and the order is computed when the last
- * batch is in. Untagged EXISTS/EXPUNGE/FETCH keep the cache true to the
+ * every message's ids, and the date order every Date, so those header fields
+ * (with INTERNALDATE) are fetched in batches of UI_THREAD_BATCH in the
+ * background and the order is computed when the last batch is in; until then
+ * the rows stay in arrival order and the status line says "sorting…".
+ * Invariant: thread_rows is valid (in ui->sort's order) iff thread_count ==
+ * exists; every change of sort or of the messages resets or recomputes it. Untagged EXISTS/EXPUNGE/FETCH keep the cache true to the
  * server whether they answer a command or arrive during IDLE. */
 #include <curses.h>
 #include <stdio.h>
@@ -118,7 +122,7 @@ uint32_t ui_row_seq(const struct ui *ui, size_t row)
 		return 0;
 	if (ui->limited)
 		return ui->limit[row];
-	if (ui->threaded && ui->thread_count == ui->exists)
+	if (ui->sort != MUA_SORT_ARRIVAL && ui->thread_count == ui->exists)
 		return (uint32_t)ui->thread_rows[row] + 1;
 	return (uint32_t)row + 1;
 }
@@ -135,9 +139,24 @@ static size_t ui_seq_row(const struct ui *ui, uint32_t seq)
 
 /* ---- threads ---- */
 
-/* Computes the thread order from the cached header fields. */
+/* The order for the status line (see ui.h). */
+const char *ui_sort_label(const struct ui *ui)
+{
+	static const char *const sorting[MUA_SORT_COUNT] = {
+		[MUA_SORT_THREADS] = "threads, sorting…",
+		[MUA_SORT_DATE] = "date, sorting…",
+		[MUA_SORT_ARRIVAL] = "arrival",
+	};
+	if (ui->sort != MUA_SORT_ARRIVAL && ui->thread_count != ui->exists && ui->sort < MUA_SORT_COUNT)
+		return sorting[ui->sort];
+	return mua_sort_name(ui->sort);
+}
+
+/* Computes the rows' order (threads or date) from the cached header fields. */
 void ui_thread_compute(struct ui *ui)
 {
+	if (ui->sort == MUA_SORT_ARRIVAL)
+		return;
 	uint32_t keep = ui_row_seq(ui, ui->cursor);
 	struct thread_input *in = xcalloc(ui->exists + 1, sizeof(*in));
 	for (uint32_t i = 0; i < ui->exists; i++) {
@@ -148,11 +167,18 @@ void ui_thread_compute(struct ui *ui)
 		in[i].in_reply_to = m->in_reply_to;
 		in[i].references = m->references;
 		in[i].subject = m->thread_subject;
-		in[i].date = m->thread_time != 0 ? m->thread_time : (int64_t)i;
+		in[i].date = m->thread_time;
+		in[i].internal_date = m->internal_time;
+		in[i].uid = m->uid;
 	}
 	free(ui->thread_rows);
 	free(ui->thread_depth);
-	thread_order(in, ui->exists, &ui->thread_rows, &ui->thread_depth);
+	if (ui->sort == MUA_SORT_THREADS) {
+		thread_order(in, ui->exists, &ui->thread_rows, &ui->thread_depth);
+	} else {
+		thread_date_order(in, ui->exists, &ui->thread_rows);
+		ui->thread_depth = xcalloc((size_t)ui->exists + 1, sizeof(*ui->thread_depth));
+	}
 	ui->thread_count = ui->exists;
 	free(in);
 	if (keep != 0)
@@ -177,11 +203,11 @@ static void ui_thread_fetch_next(struct ui *ui)
 {
 	if (ui_is_pop3(ui)) {
 		/* POP3 headers come with the index: thread at once. */
-		if (ui->threaded && ui->thread_count != ui->exists && ui->exists > 0)
+		if (ui->sort != MUA_SORT_ARRIVAL && ui->thread_count != ui->exists && ui->exists > 0)
 			ui_thread_compute(ui);
 		return;
 	}
-	if (!ui->threaded || ui->thread_fetching || !ui->selected || ui->cl == NULL)
+	if (ui->sort == MUA_SORT_ARRIVAL || ui->thread_fetching || !ui->selected || ui->cl == NULL)
 		return;
 	while (ui->thread_next <= ui->exists && ui->msgs[ui->thread_next - 1] != NULL &&
 	       ui->msgs[ui->thread_next - 1]->have_thread)
@@ -194,12 +220,12 @@ static void ui_thread_fetch_next(struct ui *ui)
 	uint32_t end = ui->thread_next + UI_THREAD_BATCH - 1;
 	if (end > ui->exists)
 		end = ui->exists;
-	char *cmd = xasprintf("FETCH %u:%u (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID IN-REPLY-TO "
-			      "REFERENCES SUBJECT DATE)])", ui->thread_next, end);
+	char *cmd = xasprintf("FETCH %u:%u (UID INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID "
+			      "IN-REPLY-TO REFERENCES SUBJECT DATE)])", ui->thread_next, end);
 	ui->thread_next = end + 1;
 	ui->thread_fetching = true;
 	if (ui->exists > UI_THREAD_BATCH)
-		ui_status(ui, "Threading... %u/%u", end, ui->exists);
+		ui_status(ui, "Sorting... %u/%u", end, ui->exists);
 	imapc_command(ui->cl, cmd, NULL, 0, NULL, ui_thread_batch_done, ui);
 	free(cmd);
 }
@@ -249,6 +275,8 @@ void ui_on_fetch(void *arg, uint32_t seq, const struct imap_arg *list)
 		m->have = true;
 		m->pending = false;
 	}
+	if ((a = mua_fetch_item(list, "INTERNALDATE")) != NULL && imap_arg_string(a) != NULL)
+		m->internal_time = thread_internaldate_value(imap_arg_string(a));
 	if ((a = mua_fetch_item(list, "RFC822.SIZE")) != NULL && imap_arg_string(a) != NULL)
 		m->size = (uint32_t)strtoul(imap_arg_string(a), NULL, 10);
 	if ((a = mua_fetch_item(list, "BODYSTRUCTURE")) != NULL)
@@ -275,10 +303,7 @@ void ui_on_fetch(void *arg, uint32_t seq, const struct imap_arg *list)
 		m->references = ui_field(&h, "References");
 		const char *subj = header_get(&h, "Subject");
 		m->thread_subject = subj != NULL ? header_decode_words(subj) : xstrdup("");
-		const char *date = header_get(&h, "Date");
-		int tz;
-		if (date == NULL || header_parse_date(date, &m->thread_time, &tz) < 0)
-			m->thread_time = 0;
+		m->thread_time = thread_date_value(header_get(&h, "Date"));
 		header_free(&h);
 		m->have_thread = true;
 	}
@@ -314,7 +339,7 @@ void ui_on_exists(void *arg, uint32_t count)
 		ui_status(ui, "New mail in %s.", shown);
 		free(shown);
 		beep();
-		if (!ui->limited && at_end && ui->screen == SCR_INDEX && !ui->threaded)
+		if (!ui->limited && at_end && ui->screen == SCR_INDEX && ui->sort == MUA_SORT_ARRIVAL)
 			ui->cursor = count - 1;
 		ui_thread_fetch_next(ui);
 	}
@@ -345,7 +370,7 @@ void ui_on_expunge(void *arg, uint32_t seq)
 		ui->view_seq = 0;
 	else if (ui->view_seq > seq)
 		ui->view_seq--;
-	if (ui->threaded && ui->thread_next > ui->exists && ui->exists > 0)
+	if (ui->sort != MUA_SORT_ARRIVAL && ui->thread_next > ui->exists && ui->exists > 0)
 		ui_thread_compute(ui);
 	else
 		ui->thread_count = 0;
@@ -781,7 +806,7 @@ void ui_index_draw(struct ui *ui, int rows)
 					   "No messages in this folder.") : "", true);
 		return;
 	}
-	bool threads = ui->threaded && !ui->limited && ui->thread_count == ui->exists;
+	bool threads = ui->sort == MUA_SORT_THREADS && !ui->limited && ui->thread_count == ui->exists;
 	for (int r = 0; r < rows; r++) {
 		size_t row = ui->top + (size_t)r;
 		uint32_t seq = ui_row_seq(ui, row);
@@ -1141,6 +1166,34 @@ static void ui_cursor_next(struct ui *ui)
 		ui->cursor++;
 }
 
+/* The order's transition: threads -> date -> arrival -> threads (logged).
+ * The rows of the old order go; the new one is computed when its headers
+ * are in, and the cursor stays on its message. */
+static void ui_sort_next(struct ui *ui)
+{
+	static const enum mua_sort next[MUA_SORT_COUNT] = {
+		[MUA_SORT_THREADS] = MUA_SORT_DATE,
+		[MUA_SORT_DATE] = MUA_SORT_ARRIVAL,
+		[MUA_SORT_ARRIVAL] = MUA_SORT_THREADS,
+	};
+	uint32_t keep = ui_row_seq(ui, ui->cursor);
+	enum mua_sort from = ui->sort;
+	ui->sort = next[from < MUA_SORT_COUNT ? from : MUA_SORT_ARRIVAL];
+	mua_transcript_note("index order: %s -> %s", mua_sort_name(from), mua_sort_name(ui->sort));
+	free(ui->thread_rows);
+	free(ui->thread_depth);
+	ui->thread_rows = NULL;
+	ui->thread_depth = NULL;
+	ui->thread_count = 0;
+	ui_thread_fetch_next(ui);
+	ui->cursor = keep != 0 ? ui_seq_row(ui, keep) : 0;
+	if (ui->sort == MUA_SORT_ARRIVAL || ui->thread_count == ui->exists)
+		ui_status(ui, "Sorted by %s.", mua_sort_name(ui->sort));
+	else
+		ui_status(ui, "Sorting by %s...", mua_sort_name(ui->sort));
+	ui->dirty = true;
+}
+
 /* Keys of the index. */
 bool ui_index_key(struct ui *ui, int key)
 {
@@ -1257,15 +1310,9 @@ bool ui_index_key(struct ui *ui, int key)
 		ui_prompt(ui, "Limit to messages matching: ", ui->limit_pattern, false,
 			  ui_limit_prompt_done);
 		return true;
-	case 'o': {
-		uint32_t keep = seq;
-		ui->threaded = !ui->threaded;
-		if (ui->threaded)
-			ui_thread_fetch_next(ui);
-		ui->cursor = keep != 0 ? ui_seq_row(ui, keep) : 0;
-		ui_status(ui, "Sorted by %s.", ui->threaded ? "threads" : "date");
+	case 'o':
+		ui_sort_next(ui);
 		return true;
-	}
 	case 'c':
 	case 'y':
 		ui_list_folders(ui, true);

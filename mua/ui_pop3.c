@@ -88,7 +88,7 @@ static void ui_pop3_rebuild(struct ui *ui)
 	ui->box_rows = count;
 	ui->selected = true;
 	ui->selecting = false;
-	if (ui->threaded && count > 0)
+	if (ui->sort != MUA_SORT_ARRIVAL && count > 0)
 		ui_thread_compute(ui);
 	size_t rows = ui_row_count(ui);
 	ui->cursor = rows > 0 ? rows - 1 : 0;

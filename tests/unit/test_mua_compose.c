@@ -330,16 +330,67 @@ static void test_msgview_alternative_and_html(void **state)
 	msgview_free(&v);
 }
 
+/* The index's date order: Date headers out of UID order, a missing and a
+ * garbled Date falling back to INTERNALDATE, none at all counting as oldest
+ * (ties by UID), and an INTERNALDATE read with its zone. */
+static void test_date_order(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *date, *internaldate;
+		uint32_t uid;
+	} msgs[] = {
+		{"Mon, 01 Jan 2024 12:00:00 +0000", " 1-Jan-2024 12:05:00 +0000", 1},
+		{"Mon, 01 Jan 2024 10:00:00 +0000", " 1-Jan-2024 12:06:00 +0000", 2},
+		{NULL, " 1-Jan-2024 11:00:00 +0000", 3},            /* no Date */
+		{"yesterday-ish", "01-Jan-2024 10:30:00 +0000", 4}, /* garbled Date */
+		{"Mon, 01 Jan 2024 06:00:00 -0500", NULL, 5},        /* 11:00 UTC, ties with 3 */
+		{NULL, NULL, 7},                                     /* nothing: the oldest */
+		{"not a date", "garbage", 6},                        /* nothing either, lower UID */
+	};
+	size_t n = sizeof(msgs) / sizeof(msgs[0]);
+	struct thread_input in[sizeof(msgs) / sizeof(msgs[0])];
+	memset(in, 0, sizeof(in));
+	for (size_t i = 0; i < n; i++) {
+		in[i].date = thread_date_value(msgs[i].date);
+		in[i].internal_date = thread_internaldate_value(msgs[i].internaldate);
+		in[i].uid = msgs[i].uid;
+	}
+	assert_int_equal(in[3].date, 0);
+	assert_int_equal(in[2].internal_date, 1704106800);
+	assert_int_equal(in[4].date, 1704106800);
+	assert_int_equal(thread_internaldate_value("17-Jul-1996 02:44:25 -0700"), 837596665);
+	size_t *order;
+	thread_date_order(in, n, &order);
+	size_t want[] = {6, 5, 1, 3, 2, 4, 0};
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(order[i], want[i]);
+	free(order);
+	/* Threads use the same fallback: the root without a Date sorts by INTERNALDATE. */
+	struct thread_input t[] = {
+		{"<a@x>", NULL, NULL, "A", 0, 300, 1},
+		{"<b@x>", NULL, NULL, "B", 200, 100, 2},
+		{"<c@x>", NULL, NULL, "C", 0, 0, 3},
+	};
+	unsigned *depth;
+	thread_order(t, 3, &order, &depth);
+	assert_int_equal(order[0], 2);
+	assert_int_equal(order[1], 1);
+	assert_int_equal(order[2], 0);
+	free(order);
+	free(depth);
+}
+
 static void test_threads(void **state)
 {
 	struct thread_input in[] = {
-		{"<a@x>", NULL, NULL, "Lunch", 100},
-		{"<b@x>", "<a@x>", "<a@x>", "Re: Lunch", 300},
-		{"<c@x>", NULL, NULL, "Other", 200},
-		{"<d@x>", NULL, "<a@x> <b@x>", "Re: Lunch", 400},
-		{"<e@x>", NULL, NULL, "Re: Other", 500}, /* subject fallback */
-		{"<f@x>", "<g@x>", NULL, "loop", 600},
-		{"<g@x>", "<f@x>", NULL, "loop", 700},   /* a cycle is broken */
+		{"<a@x>", NULL, NULL, "Lunch", 100, 0, 0},
+		{"<b@x>", "<a@x>", "<a@x>", "Re: Lunch", 300, 0, 0},
+		{"<c@x>", NULL, NULL, "Other", 200, 0, 0},
+		{"<d@x>", NULL, "<a@x> <b@x>", "Re: Lunch", 400, 0, 0},
+		{"<e@x>", NULL, NULL, "Re: Other", 500, 0, 0}, /* subject fallback */
+		{"<f@x>", "<g@x>", NULL, "loop", 600, 0, 0},
+		{"<g@x>", "<f@x>", NULL, "loop", 700, 0, 0},   /* a cycle is broken */
 	};
 	size_t *order;
 	unsigned *depth;
@@ -456,6 +507,7 @@ int main(void)
 		cmocka_unit_test(test_reply_and_forward),
 		cmocka_unit_test(test_msgview_alternative_and_html),
 		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_date_order),
 		cmocka_unit_test(test_patterns),
 		cmocka_unit_test(test_pop3_box),
 	};
