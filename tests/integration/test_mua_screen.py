@@ -133,17 +133,40 @@ def test_alice_sees_the_reply_threaded(mail, tmp_path, screens):
     append(mail, ALICE, "Re: Lunch on Friday", sender=BOB,
            headers=f"In-Reply-To: {first}\r\nReferences: {first}\r\n",
            date="Mon, 01 Jan 2024 12:00:00 +0000")
+    # Arrives last but was written first: its Date header is out of UID order.
+    append(mail, ALICE, "Early bird", date="Mon, 01 Jan 2024 09:00:00 +0000")
     alice = Screen(mail, tmp_path, ALICE)
     screens.append(alice)
     screen = alice.wait("└─>Re: Lunch on Friday")
-    rows = [line for line in screen.splitlines() if "Lunch on Friday" in line or
-            "Unrelated" in line]
-    assert "Lunch on Friday" in rows[0] and "└─>Re: Lunch on Friday" in rows[1], screen
-    assert "Unrelated" in rows[2]
-    alice.keys("o")  # by date: the reply comes last, not indented
+    assert "(threads) --" in screen, screen
+
+    def subjects(screen):
+        names = ("Early bird", "Re: Lunch on Friday", "Lunch on Friday", "Unrelated")
+        found = []
+        for line in screen.splitlines():
+            for name in names:
+                if name in line and not line.startswith("-*-"):
+                    found.append(("└─>" if "└─>" in line else "") + name)
+                    break
+        return found
+
+    assert subjects(screen) == ["Early bird", "Lunch on Friday", "└─>Re: Lunch on Friday",
+                                "Unrelated"], screen
+    alice.keys("o")  # by date (the Date header, oldest first): the reply last, not indented
     screen = alice.wait("Sorted by date.")
-    rows = [line for line in screen.splitlines() if "Lunch on Friday" in line]
-    assert "└─>" not in screen and rows[1].rstrip().endswith("Re: Lunch on Friday")
+    assert "(date) --" in screen and "└─>" not in screen, screen
+    assert subjects(screen) == ["Early bird", "Lunch on Friday", "Unrelated",
+                                "Re: Lunch on Friday"], screen
+    alice.keys("o")  # by arrival: the early bird came in last
+    screen = alice.wait("Sorted by arrival.")
+    assert "(arrival) --" in screen, screen
+    assert subjects(screen) == ["Lunch on Friday", "Unrelated", "Re: Lunch on Friday",
+                                "Early bird"], screen
+    alice.keys("o")  # and back to threads
+    screen = alice.wait("Sorted by threads.")
+    assert "(threads) --" in screen, screen
+    assert subjects(screen) == ["Early bird", "Lunch on Friday", "└─>Re: Lunch on Friday",
+                                "Unrelated"], screen
     alice.quit()
 
 
