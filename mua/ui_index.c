@@ -139,6 +139,36 @@ static size_t ui_seq_row(const struct ui *ui, uint32_t seq)
 
 /* ---- threads ---- */
 
+/* qsort has no context argument: each sequence number's position in the order. */
+static const size_t *ui_limit_rank;
+
+/* Orders limited rows by their position in the order. */
+static int ui_limit_compare(const void *a, const void *b)
+{
+	size_t x = ui_limit_rank[*(const uint32_t *)a - 1], y = ui_limit_rank[*(const uint32_t *)b - 1];
+	return x < y ? -1 : x > y;
+}
+
+/* Puts the limited rows in the index's order (arrival while the order waits). */
+static void ui_limit_sort(struct ui *ui)
+{
+	if (!ui->limited || ui->limit_count == 0)
+		return;
+	size_t *rank = xmalloc(((size_t)ui->exists + 1) * sizeof(*rank));
+	bool ordered = ui->sort != MUA_SORT_ARRIVAL && ui->thread_count == ui->exists;
+	for (size_t r = 0; r < ui->exists; r++)
+		rank[ordered ? ui->thread_rows[r] : r] = r;
+	size_t n = 0;
+	for (size_t i = 0; i < ui->limit_count; i++)
+		if (ui->limit[i] >= 1 && ui->limit[i] <= ui->exists)
+			ui->limit[n++] = ui->limit[i];
+	ui->limit_count = n;
+	ui_limit_rank = rank;
+	qsort(ui->limit, n, sizeof(*ui->limit), ui_limit_compare);
+	ui_limit_rank = NULL;
+	free(rank);
+}
+
 /* The order for the status line (see ui.h). */
 const char *ui_sort_label(const struct ui *ui)
 {
@@ -181,6 +211,7 @@ void ui_thread_compute(struct ui *ui)
 	}
 	ui->thread_count = ui->exists;
 	free(in);
+	ui_limit_sort(ui);
 	if (keep != 0)
 		ui->cursor = ui_seq_row(ui, keep);
 	ui->dirty = true;
@@ -1063,6 +1094,7 @@ static void ui_search_done(void *arg, enum imapc_result result, const char *text
 	memcpy(ui->limit, ui->search_hits, ui->search_hit_count * sizeof(*ui->limit));
 	ui->limit_count = ui->search_hit_count;
 	ui->limited = true;
+	ui_limit_sort(ui);
 	ui->cursor = ui->limit_count > 0 ? ui->limit_count - 1 : 0;
 	ui->top = 0;
 	ui_status(ui, "%zu messages match.", ui->limit_count);
@@ -1185,6 +1217,7 @@ static void ui_sort_next(struct ui *ui)
 	ui->thread_rows = NULL;
 	ui->thread_depth = NULL;
 	ui->thread_count = 0;
+	ui_limit_sort(ui);
 	ui_thread_fetch_next(ui);
 	ui->cursor = keep != 0 ? ui_seq_row(ui, keep) : 0;
 	if (ui->sort == MUA_SORT_ARRIVAL || ui->thread_count == ui->exists)

@@ -157,6 +157,15 @@ def test_alice_sees_the_reply_threaded(mail, tmp_path, screens):
     assert "(date) --" in screen and "└─>" not in screen, screen
     assert subjects(screen) == ["Early bird", "Lunch on Friday", "Unrelated",
                                 "Re: Lunch on Friday"], screen
+    alice.keys("l")  # a limit keeps the order
+    alice.type("~f alice")
+    alice.keys("Enter")
+    screen = alice.wait("3 messages match.")
+    assert subjects(screen) == ["Early bird", "Lunch on Friday", "Unrelated"], screen
+    alice.keys("l")
+    alice.keys("C-u")
+    alice.keys("Enter")
+    alice.wait("Showing all messages.")
     alice.keys("o")  # by arrival: the early bird came in last
     screen = alice.wait("Sorted by arrival.")
     assert "(arrival) --" in screen, screen
