@@ -9,8 +9,10 @@ certificate that does not verify.
 Messages that only need to be there are put in place with IMAP APPEND (fast,
 no MTA round trip); the ones the test is about go through the real path.
 """
+import datetime
 import email
 import email.policy
+import email.utils
 import imaplib
 import os
 import time
@@ -482,4 +484,38 @@ def test_untrusted_certificate_shows_its_fingerprint(mail, tmp_path, screens):
     assert fp in joined, screen
     assert "tls_verify = no" in joined and "tls_ca_file" in joined
     check_layout(screen, 80, 24, ALICE)
+    alice.quit()
+
+
+def test_date_order_of_a_large_folder(mail, tmp_path, screens):
+    """Dates run against arrival: until every Date is in the status line says
+    "sorting…" (rows stay in arrival order); then date order puts the last
+    arrival first, and End reaches the first arrival without whole messages."""
+    count = 1500
+    m = imap_login(mail, ALICE)
+    start = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+    for i in range(1, count + 1):
+        when = start + datetime.timedelta(minutes=count - i)
+        date = email.utils.format_datetime(when)
+        raw = (f"From: {ALICE}\r\nTo: {ALICE}\r\nSubject: Msg {i:05d}\r\nDate: {date}\r\n"
+               f"Message-ID: <big{i}@example.test>\r\n\r\nText.\r\n")
+        typ, _ = m.append("INBOX", None, None, raw.encode())
+        assert typ == "OK"
+    m.logout()
+    alice = Screen(mail, tmp_path, ALICE)
+    screens.append(alice)
+    screen = alice.wait("sorting…", timeout=20)
+    assert "(threads, sorting…) --" in screen, screen
+    screen = alice.wait("(threads) --", timeout=60)
+    alice.keys("o")
+    screen = alice.wait("Sorted by date.")
+    assert "(date) --" in screen, screen
+    alice.keys("Home")
+    screen = alice.wait("Msg 01500")
+    first = [line for line in screen.splitlines() if "Msg " in line]
+    assert "Msg 01500" in first[0] and "Msg 01499" in first[1], screen
+    alice.keys("End")
+    screen = alice.wait("Msg 00001")
+    last = [line for line in screen.splitlines() if "Msg " in line]
+    assert "Msg 00001" in last[-1] and "Msg 00002" in last[-2], screen
     alice.quit()
